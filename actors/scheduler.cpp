@@ -1,0 +1,485 @@
+#include "actors/scheduler.hpp"
+
+#include "actors/agent.hpp"
+#include "actors/task.hpp"
+#include "actors/task_protocol.hpp"
+#include "runtime/clock.hpp"
+#include "runtime/store/store_actor.hpp"
+
+#include <caf/actor_system.hpp>
+#include <caf/event_based_actor.hpp>
+#include <caf/response_promise.hpp>
+#include <caf/sec.hpp>
+#include <caf/stateful_actor.hpp>
+#include <nlohmann/json.hpp>
+#include <spdlog/spdlog.h>
+
+#include <array>
+#include <list>
+#include <unordered_map>
+
+namespace hub::actors {
+
+using json = nlohmann::json;
+using runtime::AgentRecord;
+using runtime::RequiredCapability;
+using runtime::TaskRecord;
+
+double fitness(const AgentRecord& agent, const std::vector<RequiredCapability>& required) {
+  if (required.empty()) return 0.5;
+  double sum = 0;
+  for (const auto& need : required) {
+    auto it = std::find_if(agent.capabilities.begin(), agent.capabilities.end(),
+                           [&](const runtime::Capability& c) { return c.name == need.name; });
+    if (it == agent.capabilities.end() || it->proficiency < need.minimum_proficiency) return -1;
+    sum += it->proficiency;
+  }
+  return sum / double(required.size());
+}
+
+namespace {
+
+constexpr size_t kScanLimit = 2048;  // queued tasks examined per priority per dispatch
+
+caf::error refusal(const std::string& code, const std::string& message) {
+  return caf::make_error(caf::sec::runtime_error, code + kErrorSeparator + message);
+}
+
+struct AgentEntry {
+  caf::actor handle;
+  AgentRecord record;
+  int reserved = 0;  // slots taken by assigned attempts
+};
+
+struct SchedulerState {
+  SchedulerOptions options;
+  caf::actor store;
+  std::unordered_map<std::string, AgentEntry> agents;
+  std::unordered_map<std::string, caf::actor> live;         // task id -> task actor
+  std::unordered_map<std::string, std::string> live_keys;   // idempotency key -> task id
+  std::unordered_map<std::string, std::string> key_of;      // task id -> idempotency key
+  std::array<std::list<QueuedTask>, 4> queues;               // by priority rank
+  std::list<QueuedTask> parked;                              // no agent could ever run these
+  std::unordered_map<std::string, std::string> assigned_to;  // task id -> agent id
+  int running = 0;
+  bool draining = false;
+  std::vector<caf::response_promise> drain_waiters;
+  std::array<int64_t, 60> done_per_second{};  // ring of finished tasks, by second
+  std::array<int64_t, 60> done_second{};
+  std::map<std::string, int64_t> finished_by_status;
+  static inline const char* name = "scheduler";
+};
+
+using SchedulerActor = caf::stateful_actor<SchedulerState>;
+
+bool placeable(const AgentEntry& a) {
+  const auto& s = a.record.state;
+  return !a.record.deleted && s != "inactive" && s != "failed" && a.reserved < a.record.max_concurrent_tasks;
+}
+
+bool could_ever_run(SchedulerState& st, const QueuedTask& t) {
+  for (const auto& [id, a] : st.agents)
+    if (!a.record.deleted && fitness(a.record, t.required) >= 0) return true;
+  return false;
+}
+
+AgentEntry* best_agent(SchedulerState& st, const QueuedTask& t) {
+  AgentEntry* best = nullptr;
+  double best_score = -1;
+  for (auto& [id, a] : st.agents) {
+    if (!placeable(a)) continue;
+    double fit = fitness(a.record, t.required);
+    if (fit < 0) continue;
+    double free_share = 1.0 - double(a.reserved) / double(std::max(1, a.record.max_concurrent_tasks));
+    double score = 0.7 * fit + 0.3 * free_share;
+    if (score > best_score) best_score = score, best = &a;
+  }
+  return best;
+}
+
+void dispatch(SchedulerActor* self) {
+  auto& st = self->state;
+  if (st.draining) return;
+  for (auto& queue : st.queues) {
+    size_t scanned = 0;
+    for (auto it = queue.begin(); it != queue.end() && st.running < st.options.max_concurrent_tasks;) {
+      if (!st.live.count(it->id)) {
+        it = queue.erase(it);
+        continue;
+      }
+      if (auto* agent = best_agent(st, *it)) {
+        agent->reserved += 1;
+        st.running += 1;
+        st.assigned_to[it->id] = agent->record.id;
+        self->send(it->task, assign_atom::value, agent->handle, agent->record.id);
+        it = queue.erase(it);
+        continue;
+      }
+      if (!could_ever_run(st, *it)) {
+        self->send(it->task, no_match_atom::value, true);
+        st.parked.splice(st.parked.end(), queue, it++);
+        continue;
+      }
+      ++it;
+      if (++scanned >= kScanLimit) break;
+    }
+  }
+}
+
+// Parked tasks go back to their queues when some agent could now run them.
+void unpark(SchedulerActor* self) {
+  auto& st = self->state;
+  for (auto it = st.parked.begin(); it != st.parked.end();) {
+    if (!st.live.count(it->id)) {
+      it = st.parked.erase(it);
+      continue;
+    }
+    if (could_ever_run(st, *it)) {
+      self->send(it->task, no_match_atom::value, false);
+      auto& queue = st.queues[size_t(std::clamp(it->priority_rank, 0, 3))];
+      queue.splice(queue.end(), st.parked, it++);
+      continue;
+    }
+    ++it;
+  }
+}
+
+void release(SchedulerActor* self, const std::string& task_id) {
+  auto& st = self->state;
+  auto it = st.assigned_to.find(task_id);
+  if (it == st.assigned_to.end()) return;
+  if (auto a = st.agents.find(it->second); a != st.agents.end()) a->second.reserved -= 1;
+  st.assigned_to.erase(it);
+  st.running -= 1;
+  if (st.draining && st.running == 0) {
+    for (auto& rp : st.drain_waiters) rp.deliver(true);
+    st.drain_waiters.clear();
+  }
+}
+
+void add_agent(SchedulerActor* self, AgentRecord record) {
+  auto& st = self->state;
+  auto handle = spawn_agent(self->system(), record, caf::actor_cast<caf::actor>(self), st.store);
+  auto id = record.id;
+  st.agents[id] = AgentEntry{handle, std::move(record), 0};
+}
+
+AgentRecord live_view(const AgentEntry& a) {
+  auto r = a.record;
+  r.running_tasks = a.reserved;
+  if (r.state != "inactive" && r.state != "failed") r.state = a.reserved > 0 ? "working" : "idle";
+  return r;
+}
+
+AgentRecord pool_agent(const SchedulerOptions& options, const std::string& type, const std::string& capability, int n) {
+  AgentRecord a;
+  a.id = runtime::new_uuid();
+  a.name = type + "-" + std::to_string(n);
+  a.type = type;
+  if (type == "specialist") a.specialization = capability;
+  a.state = "idle";
+  a.capabilities.push_back({capability, 0.8, 0.1});
+  a.max_concurrent_tasks = options.default_agent_concurrency;
+  a.node = options.node;
+  a.created_at = a.updated_at = runtime::now_ms();
+  return a;
+}
+
+void spawn_tasks(SchedulerActor* self, std::vector<TaskRecord>& records) {
+  auto& st = self->state;
+  for (auto& r : records) {
+    auto id = r.id;
+    if (!r.idempotency_key.empty()) {
+      st.live_keys[r.idempotency_key] = id;
+      st.key_of[id] = r.idempotency_key;
+    }
+    st.live[id] = spawn_task(self->system(), r, caf::actor_cast<caf::actor>(self), st.store);
+  }
+}
+
+void count_finished(SchedulerState& st, const std::string& status) {
+  st.finished_by_status[status] += 1;
+  auto second = runtime::now_ms() / 1000;
+  auto slot = size_t(second % 60);
+  if (st.done_second[slot] != second) st.done_second[slot] = second, st.done_per_second[slot] = 0;
+  st.done_per_second[slot] += 1;
+}
+
+int64_t finished_last_minute(const SchedulerState& st) {
+  auto now = runtime::now_ms() / 1000;
+  int64_t n = 0;
+  for (size_t i = 0; i < 60; ++i)
+    if (now - st.done_second[i] < 60) n += st.done_per_second[i];
+  return n;
+}
+
+std::string status_json(SchedulerActor* self) {
+  auto& st = self->state;
+  json agents_by_state = json::object(), agents_by_type = json::object();
+  for (const auto& [id, a] : st.agents) {
+    auto v = live_view(a);
+    agents_by_state[v.state] = agents_by_state.value(v.state, 0) + 1;
+    agents_by_type[v.type] = agents_by_type.value(v.type, 0) + 1;
+  }
+  static const char* names[] = {"critical", "high", "medium", "low"};
+  json queues = json::object();
+  size_t queued = 0;
+  for (size_t i = 0; i < 4; ++i) {
+    queues[names[i]] = st.queues[i].size();
+    queued += st.queues[i].size();
+  }
+  auto per_minute = finished_last_minute(st);
+  return json{{"agents", {{"total", st.agents.size()}, {"by_state", agents_by_state}, {"by_type", agents_by_type}}},
+              {"queue_depth", queues},
+              {"queued", queued},
+              {"unmatched", st.parked.size()},
+              {"running", st.running},
+              {"live_tasks", st.live.size()},
+              {"draining", st.draining},
+              {"finished_since_start", st.finished_by_status},
+              {"throughput", {{"tasks_last_minute", per_minute}, {"tasks_per_second", double(per_minute) / 60.0}}}}
+      .dump();
+}
+
+caf::behavior scheduler_actor(SchedulerActor* self, SchedulerOptions options, caf::actor store) {
+  self->state.options = std::move(options);
+  self->state.store = std::move(store);
+  return {
+      [=](boot_atom, std::vector<AgentRecord>& agents, std::vector<TaskRecord>& tasks, bool first_boot) -> caf::result<bool> {
+        auto& st = self->state;
+        auto rp = self->make_response_promise<bool>();
+        runtime::WriteBatch batch;
+        if (agents.empty() && first_boot) {
+          for (const auto& entry : st.options.default_pool) {
+            auto a = entry.find(':'), b = entry.rfind(':');
+            auto type = entry.substr(0, a), cap = entry.substr(a + 1, b - a - 1);
+            int count = std::stoi(entry.substr(b + 1));
+            for (int i = 1; i <= count; ++i) agents.push_back(pool_agent(st.options, type, cap, int(agents.size()) + 1));
+          }
+          batch.agents = agents;
+        }
+        auto now = runtime::now_ms();
+        for (auto& t : tasks) {
+          if (t.status == "pending") continue;
+          // An attempt interrupted by the restart counts as an attempt and is retried.
+          auto from = t.status;
+          t.assigned_agent.clear();
+          t.updated_at = now;
+          if (t.attempts >= t.max_attempts) {
+            t.status = "failed";
+            t.error_type = "crashed";
+            t.error_message = "the node stopped during the last attempt";
+            t.completed_at = now;
+          } else {
+            t.status = "pending";
+          }
+          batch.tasks.push_back(t);
+          batch.events.push_back({t.id, from, t.status, now, t.attempts, "node restarted during attempt"});
+        }
+        self->request(self->state.store, caf::infinite, runtime::persist_atom::value, std::move(batch))
+            .then(
+                [=](bool) mutable {
+                  for (auto& a : agents) add_agent(self, std::move(a));
+                  std::vector<TaskRecord> resumable;
+                  for (auto& t : tasks)
+                    if (t.status == "pending") resumable.push_back(std::move(t));
+                  spawn_tasks(self, resumable);
+                  spdlog::info("scheduler: {} agents, {} tasks resumed", self->state.agents.size(), resumable.size());
+                  rp.deliver(true);
+                },
+                [=](caf::error& err) mutable { rp.deliver(err); });
+        return rp;
+      },
+      [=](submit_atom, std::vector<TaskRecord>& records) -> caf::result<SubmitReply> {
+        auto& st = self->state;
+        if (st.draining) return refusal("unavailable", "the node is shutting down");
+        if (st.live.size() + records.size() > size_t(st.options.max_live_tasks))
+          return refusal("queue_full", "the node holds " + std::to_string(st.live.size()) +
+                                           " unfinished tasks (max_queue_size " +
+                                           std::to_string(st.options.max_live_tasks) + ")");
+        SubmitReply reply;
+        runtime::WriteBatch batch;
+        std::vector<TaskRecord> fresh;
+        std::unordered_map<std::string, std::string> batch_keys;
+        for (auto& r : records) {
+          if (!r.idempotency_key.empty()) {
+            auto known = st.live_keys.find(r.idempotency_key);
+            auto in_batch = batch_keys.find(r.idempotency_key);
+            if (known != st.live_keys.end() || in_batch != batch_keys.end()) {
+              TaskRecord existing;
+              existing.id = known != st.live_keys.end() ? known->second : in_batch->second;
+              reply.tasks.push_back(std::move(existing));
+              reply.created.push_back("0");
+              continue;
+            }
+            batch_keys[r.idempotency_key] = r.id;
+          }
+          r.node = st.options.node;
+          batch.tasks.push_back(r);
+          batch.events.push_back({r.id, "", "pending", r.created_at, 0, "submitted"});
+          reply.tasks.push_back(r);
+          reply.created.push_back("1");
+          fresh.push_back(std::move(r));
+        }
+        for (auto& [key, id] : batch_keys) st.live_keys[key] = id;
+        auto rp = self->make_response_promise<SubmitReply>();
+        self->request(st.store, caf::infinite, runtime::persist_atom::value, std::move(batch))
+            .then(
+                [=](bool) mutable {
+                  spawn_tasks(self, fresh);
+                  rp.deliver(std::move(reply));
+                },
+                [=](caf::error& err) mutable {
+                  for (auto& [key, id] : batch_keys) self->state.live_keys.erase(key);
+                  rp.deliver(refusal("unavailable", "the store did not accept the tasks: " + self->system().render(err)));
+                });
+        return rp;
+      },
+      [=](retry_atom, TaskRecord& r) -> caf::result<TaskRecord> {
+        auto& st = self->state;
+        if (st.live.count(r.id)) return refusal("conflict", "task " + r.id + " is not finished");
+        auto from = r.status;
+        auto now = runtime::now_ms();
+        r.status = "pending";
+        r.attempts = 0;
+        r.result_json.clear();
+        r.error_type.clear();
+        r.error_message.clear();
+        r.assigned_agent.clear();
+        r.started_at = r.completed_at = 0;
+        r.updated_at = now;
+        r.node = st.options.node;
+        runtime::WriteBatch batch;
+        batch.tasks.push_back(r);
+        batch.events.push_back({r.id, from, "pending", now, 0, "retried by request"});
+        auto rp = self->make_response_promise<TaskRecord>();
+        self->request(st.store, caf::infinite, runtime::persist_atom::value, std::move(batch))
+            .then(
+                [=](bool) mutable {
+                  std::vector<TaskRecord> one{r};
+                  spawn_tasks(self, one);
+                  rp.deliver(r);
+                },
+                [=](caf::error& err) mutable { rp.deliver(refusal("unavailable", self->system().render(err))); });
+        return rp;
+      },
+      [=](cancel_atom, const std::string& id) -> caf::result<caf::message> {
+        auto it = self->state.live.find(id);
+        if (it == self->state.live.end()) return refusal("conflict", "task " + id + " is already finished");
+        return self->delegate(it->second, cancel_atom::value);
+      },
+      [=](wait_atom, const std::string& id) -> caf::result<caf::message> {
+        auto it = self->state.live.find(id);
+        if (it == self->state.live.end()) return caf::make_message(true);
+        return self->delegate(it->second, wait_atom::value);
+      },
+      [=](ready_atom, QueuedTask& t) {
+        auto& st = self->state;
+        if (!st.live.count(t.id)) return;
+        st.queues[size_t(std::clamp(t.priority_rank, 0, 3))].push_back(std::move(t));
+        dispatch(self);
+      },
+      [=](released_atom, const std::string& task_id) {
+        release(self, task_id);
+        dispatch(self);
+      },
+      [=](finished_atom, const std::string& id, const std::string& status) {
+        auto& st = self->state;
+        st.live.erase(id);
+        if (auto k = st.key_of.find(id); k != st.key_of.end()) {
+          st.live_keys.erase(k->second);
+          st.key_of.erase(k);
+        }
+        release(self, id);
+        count_finished(st, status);
+        dispatch(self);
+      },
+      [=](agent_update_atom, AgentRecord& r) {
+        auto& st = self->state;
+        auto it = st.agents.find(r.id);
+        if (it == st.agents.end()) return;
+        bool paused = it->second.record.state == "inactive";
+        it->second.record = std::move(r);
+        if (paused && it->second.record.state != "inactive") it->second.record.state = "inactive";
+      },
+      [=](create_atom, AgentRecord& r) -> caf::result<AgentRecord> {
+        auto& st = self->state;
+        if (st.agents.size() >= size_t(st.options.max_agents))
+          return refusal("limit", "this node already hosts " + std::to_string(st.agents.size()) +
+                                      " agents ([agents] max_agents)");
+        r.id = runtime::new_uuid();
+        r.node = st.options.node;
+        r.state = "idle";
+        r.created_at = r.updated_at = runtime::now_ms();
+        runtime::WriteBatch batch;
+        batch.agents.push_back(r);
+        auto rp = self->make_response_promise<AgentRecord>();
+        self->request(st.store, caf::infinite, runtime::persist_atom::value, std::move(batch))
+            .then(
+                [=](bool) mutable {
+                  add_agent(self, r);
+                  unpark(self);
+                  dispatch(self);
+                  rp.deliver(r);
+                },
+                [=](caf::error& err) mutable { rp.deliver(refusal("unavailable", self->system().render(err))); });
+        return rp;
+      },
+      [=](list_atom) {
+        std::vector<AgentRecord> out;
+        for (const auto& [id, a] : self->state.agents) out.push_back(live_view(a));
+        std::sort(out.begin(), out.end(), [](const AgentRecord& x, const AgentRecord& y) {
+          return std::tie(x.created_at, x.id) < std::tie(y.created_at, y.id);
+        });
+        return out;
+      },
+      [=](get_atom, const std::string& id) -> caf::result<AgentRecord> {
+        auto it = self->state.agents.find(id);
+        if (it == self->state.agents.end()) return refusal("not_found", "no agent " + id);
+        return live_view(it->second);
+      },
+      [=](delete_atom, const std::string& id) -> caf::result<AgentRecord> {
+        auto& st = self->state;
+        auto it = st.agents.find(id);
+        if (it == st.agents.end()) return refusal("not_found", "no agent " + id);
+        auto view = live_view(it->second);
+        view.deleted = true;
+        self->send(it->second.handle, delete_atom::value);
+        st.agents.erase(it);
+        return view;
+      },
+      [=](pause_atom, const std::string& id) -> caf::result<AgentRecord> {
+        auto it = self->state.agents.find(id);
+        if (it == self->state.agents.end()) return refusal("not_found", "no agent " + id);
+        it->second.record.state = "inactive";
+        self->send(it->second.handle, pause_atom::value);
+        return live_view(it->second);
+      },
+      [=](resume_atom, const std::string& id) -> caf::result<AgentRecord> {
+        auto it = self->state.agents.find(id);
+        if (it == self->state.agents.end()) return refusal("not_found", "no agent " + id);
+        it->second.record.state = "idle";
+        self->send(it->second.handle, resume_atom::value);
+        unpark(self);
+        dispatch(self);
+        return live_view(it->second);
+      },
+      [=](status_atom) { return status_json(self); },
+      [=](drain_atom) -> caf::result<bool> {
+        auto& st = self->state;
+        st.draining = true;
+        if (st.running == 0) return true;
+        auto rp = self->make_response_promise();
+        st.drain_waiters.push_back(rp);
+        return caf::delegated<bool>{};
+      },
+  };
+}
+
+}  // namespace
+
+caf::actor spawn_scheduler(caf::actor_system& system, SchedulerOptions options, caf::actor store) {
+  return system.spawn(scheduler_actor, std::move(options), std::move(store));
+}
+
+}  // namespace hub::actors

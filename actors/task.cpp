@@ -1,0 +1,264 @@
+#include "actors/task.hpp"
+
+#include "actors/task_protocol.hpp"
+#include "runtime/clock.hpp"
+#include "runtime/store/store_actor.hpp"
+
+#include <caf/actor_system.hpp>
+#include <caf/event_based_actor.hpp>
+#include <caf/response_promise.hpp>
+#include <caf/sec.hpp>
+#include <caf/stateful_actor.hpp>
+
+#include <algorithm>
+#include <cmath>
+#include <chrono>
+#include <functional>
+#include <random>
+
+namespace hub::actors {
+
+using runtime::TaskEvent;
+using runtime::TaskRecord;
+
+int64_t retry_backoff_ms(int attempt, double unit) {
+  double base = 1000.0 * std::pow(2.0, std::max(0, attempt - 1));
+  base = std::min(base, 60000.0);
+  return int64_t(base * (0.9 + 0.2 * unit));
+}
+
+namespace {
+
+struct TaskState {
+  TaskRecord record;
+  caf::actor scheduler;
+  caf::actor store;
+  caf::actor agent;          // during an attempt
+  uint64_t attempt_epoch = 0;  // outcomes of an earlier attempt are ignored
+  bool cancelling = false;
+  bool persisting = false;
+  std::vector<std::function<void()>> after_persist;  // transitions queued behind the one in flight
+  std::vector<caf::response_promise> waiters;         // wait: true once terminal
+  std::vector<caf::response_promise> cancel_waiters;  // cancel: the terminal record
+  static inline const char* name = "task";
+};
+
+using TaskActor = caf::stateful_actor<TaskState>;
+
+void finish_actor(TaskActor* self);
+
+// Applies a transition to the record, persists it, then runs `then`. Transitions are
+// serialized: one store write at a time per task, in order.
+void transition(TaskActor* self, const std::string& to, const std::string& reason, std::function<void()> then) {
+  auto& st = self->state;
+  if (st.persisting) {
+    st.after_persist.push_back([=] { transition(self, to, reason, then); });
+    return;
+  }
+  auto now = runtime::now_ms();
+  TaskEvent event{st.record.id, st.record.status, to, now, st.record.attempts, reason};
+  st.record.status = to;
+  st.record.updated_at = now;
+  if (runtime::is_terminal(to)) st.record.completed_at = now;
+  runtime::WriteBatch batch;
+  batch.tasks.push_back(st.record);
+  batch.events.push_back(std::move(event));
+  st.persisting = true;
+  self->request(st.store, caf::infinite, runtime::persist_atom::value, std::move(batch))
+      .then(
+          [=](bool) {
+            auto& st = self->state;
+            st.persisting = false;
+            then();
+            auto queued = std::move(st.after_persist);
+            st.after_persist.clear();
+            for (auto& f : queued) f();
+          },
+          [=](caf::error&) {
+            // The store refused: try again shortly; nothing moves on until it is durable.
+            auto& st = self->state;
+            st.persisting = false;
+            self->delayed_send(self, std::chrono::milliseconds(200), persist_tick_atom::value);
+            st.after_persist.insert(st.after_persist.begin(), [=] { transition(self, to, reason, then); });
+          });
+}
+
+// Persists the record as it is, without a transition (e.g. a note on why it waits).
+void save(TaskActor* self) {
+  auto& st = self->state;
+  if (st.persisting) {
+    st.after_persist.push_back([=] { save(self); });
+    return;
+  }
+  st.record.updated_at = runtime::now_ms();
+  runtime::WriteBatch batch;
+  batch.tasks.push_back(st.record);
+  st.persisting = true;
+  self->request(st.store, caf::infinite, runtime::persist_atom::value, std::move(batch))
+      .then(
+          [=](bool) {
+            auto& st = self->state;
+            st.persisting = false;
+            auto queued = std::move(st.after_persist);
+            st.after_persist.clear();
+            for (auto& f : queued) f();
+          },
+          [=](caf::error&) { self->state.persisting = false; });
+}
+
+QueuedTask as_queued(TaskActor* self) {
+  const auto& r = self->state.record;
+  return QueuedTask{caf::actor_cast<caf::actor>(self), r.id, runtime::priority_rank(r.priority), r.required_capabilities};
+}
+
+void release_agent(TaskActor* self) {
+  auto& st = self->state;
+  if (!st.agent) return;
+  self->send(st.scheduler, released_atom::value, st.record.id);
+  st.agent = nullptr;
+}
+
+void finish_actor(TaskActor* self) {
+  auto& st = self->state;
+  for (auto& w : st.waiters) w.deliver(true);
+  for (auto& w : st.cancel_waiters) w.deliver(st.record);
+  st.waiters.clear();
+  st.cancel_waiters.clear();
+  self->send(st.scheduler, finished_atom::value, st.record.id, st.record.status);
+  self->quit();
+}
+
+void end_attempt(TaskActor* self, Outcome outcome) {
+  auto& st = self->state;
+  release_agent(self);
+  ++st.attempt_epoch;
+  if (outcome.ok) {
+    st.record.result_json = outcome.result_json;
+    st.record.error_type.clear();
+    st.record.error_message.clear();
+    transition(self, "completed", "", [=] { finish_actor(self); });
+    return;
+  }
+  st.record.error_type = outcome.error_type;
+  st.record.error_message = outcome.error_message;
+  if (st.cancelling || outcome.error_type == "cancelled") {
+    st.record.error_type = "cancelled";
+    transition(self, "cancelled", "cancelled by request", [=] { finish_actor(self); });
+    return;
+  }
+  bool retry = outcome.retryable && st.record.attempts < st.record.max_attempts;
+  if (!retry) {
+    transition(self, "failed", outcome.error_type + ": " + outcome.error_message, [=] { finish_actor(self); });
+    return;
+  }
+  thread_local std::mt19937 rng{std::random_device{}()};
+  auto delay = retry_backoff_ms(st.record.attempts, std::uniform_real_distribution<double>(0, 1)(rng));
+  auto reason = outcome.error_type + ": " + outcome.error_message + "; retry in " + std::to_string(delay) + " ms";
+  transition(self, "pending", reason, [=] {
+    self->delayed_send(self, std::chrono::milliseconds(delay), retry_timer_atom::value, self->state.attempt_epoch);
+  });
+}
+
+void start_attempt(TaskActor* self) {
+  auto& st = self->state;
+  st.record.started_at = runtime::now_ms();
+  transition(self, "running", "", [=] {
+    auto& st = self->state;
+    if (st.cancelling) return;
+    auto epoch = st.attempt_epoch;
+    auto timeout = std::chrono::milliseconds(std::max<int64_t>(1, st.record.timeout_ms));
+    self->request(st.agent, timeout, execute_atom::value, st.record)
+        .then(
+            [=](Outcome& outcome) {
+              if (epoch == self->state.attempt_epoch) end_attempt(self, std::move(outcome));
+            },
+            [=](caf::error& err) {
+              if (epoch != self->state.attempt_epoch) return;
+              Outcome o;
+              if (err == caf::sec::request_timeout) {
+                o.error_type = "timeout";
+                o.error_message = "no result within " + std::to_string(self->state.record.timeout_ms) + " ms";
+                if (self->state.agent) self->send(self->state.agent, cancel_atom::value, self->state.record.id);
+              } else {
+                o.error_type = "crashed";
+                o.error_message = "the agent stopped during the attempt: " + self->system().render(err);
+              }
+              end_attempt(self, std::move(o));
+            });
+  });
+}
+
+caf::behavior task_actor(TaskActor* self, TaskRecord record, caf::actor scheduler, caf::actor store) {
+  auto& st = self->state;
+  st.record = std::move(record);
+  st.scheduler = std::move(scheduler);
+  st.store = std::move(store);
+  self->send(st.scheduler, ready_atom::value, as_queued(self));
+  return {
+      [=](assign_atom, caf::actor agent, const std::string& agent_id) {
+        auto& st = self->state;
+        if (st.cancelling || st.record.status != "pending") {
+          self->send(st.scheduler, released_atom::value, st.record.id);
+          return;
+        }
+        st.agent = std::move(agent);
+        st.record.assigned_agent = agent_id;
+        if (st.record.error_type == "no_matching_agent") st.record.error_type.clear(), st.record.error_message.clear();
+        st.record.attempts += 1;
+        transition(self, "assigned", "agent " + agent_id, [=] { start_attempt(self); });
+      },
+      [=](no_match_atom, bool unmatched) {
+        auto& r = self->state.record;
+        if (unmatched) {
+          r.error_type = "no_matching_agent";
+          r.error_message = "no agent holds every required capability at its minimum proficiency; the task waits for one";
+        } else if (r.error_type == "no_matching_agent") {
+          r.error_type.clear();
+          r.error_message.clear();
+        } else {
+          return;
+        }
+        save(self);
+      },
+      [=](retry_timer_atom, uint64_t epoch) {
+        auto& st = self->state;
+        if (epoch != st.attempt_epoch || st.cancelling || st.record.status != "pending") return;
+        self->send(st.scheduler, ready_atom::value, as_queued(self));
+      },
+      [=](persist_tick_atom) {
+        auto queued = std::move(self->state.after_persist);
+        self->state.after_persist.clear();
+        for (auto& f : queued) f();
+      },
+      [=](cancel_atom) -> caf::result<TaskRecord> {
+        auto& st = self->state;
+        auto rp = self->make_response_promise();
+        st.cancel_waiters.push_back(rp);
+        if (st.cancelling) return caf::delegated<TaskRecord>{};
+        st.cancelling = true;
+        if (st.agent && st.record.status == "running") {
+          // The agent answers the running attempt with "cancelled"; end_attempt persists it.
+          self->send(st.agent, cancel_atom::value, st.record.id);
+        } else {
+          release_agent(self);
+          ++st.attempt_epoch;
+          st.record.error_type = "cancelled";
+          st.record.error_message = "cancelled by request";
+          transition(self, "cancelled", "cancelled by request", [=] { finish_actor(self); });
+        }
+        return caf::delegated<TaskRecord>{};
+      },
+      [=](wait_atom) -> caf::result<bool> {
+        self->state.waiters.push_back(self->make_response_promise());
+        return caf::delegated<bool>{};
+      },
+  };
+}
+
+}  // namespace
+
+caf::actor spawn_task(caf::actor_system& system, TaskRecord record, caf::actor scheduler, caf::actor store) {
+  return system.spawn(task_actor, std::move(record), std::move(scheduler), std::move(store));
+}
+
+}  // namespace hub::actors

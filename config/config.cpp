@@ -1,0 +1,557 @@
+#include "config/config.hpp"
+
+#include <algorithm>
+#include <fstream>
+#include <functional>
+#include <set>
+#include <sstream>
+#include <thread>
+#include <toml.hpp>
+
+extern char** environ;
+
+namespace hub::config {
+namespace {
+
+using Value = toml::value;
+
+enum class Kind { integer, floating, boolean, string, string_list };
+
+// One key of the schema. `apply` validates a value and stores it in the Config; it returns
+// an empty string on success or "what is allowed" on failure. `pending_issue` > 0 marks a
+// key the operations guide names whose feature arrives with that issue: accepted, warned.
+struct KeySpec {
+  Kind kind;
+  std::function<std::string(Config&, const Value&)> apply;
+  int pending_issue = 0;
+};
+
+using Section = std::map<std::string, KeySpec>;
+
+std::string describe(const Value& v) {
+  std::ostringstream out;
+  if (v.is_string()) {
+    out << '"' << v.as_string().str << '"';
+  } else {
+    out << toml::format(v, 0);
+  }
+  auto s = out.str();
+  while (!s.empty() && (s.back() == '\n' || s.back() == ' ')) s.pop_back();
+  return s;
+}
+
+KeySpec integer(int64_t lo, int64_t hi, std::function<void(Config&, int64_t)> set, int pending = 0) {
+  return {Kind::integer,
+          [=](Config& c, const Value& v) -> std::string {
+            if (!v.is_integer() || v.as_integer() < lo || v.as_integer() > hi)
+              return "expected an integer from " + std::to_string(lo) + " to " + std::to_string(hi);
+            set(c, v.as_integer());
+            return {};
+          },
+          pending};
+}
+
+KeySpec floating(double lo, double hi, std::function<void(Config&, double)> set, int pending = 0) {
+  return {Kind::floating,
+          [=](Config& c, const Value& v) -> std::string {
+            double d = 0;
+            if (v.is_floating()) d = v.as_floating();
+            else if (v.is_integer()) d = static_cast<double>(v.as_integer());
+            else return "expected a number from " + toml::format(Value(lo)) + " to " + toml::format(Value(hi));
+            if (d < lo || d > hi)
+              return "expected a number from " + toml::format(Value(lo)) + " to " + toml::format(Value(hi));
+            set(c, d);
+            return {};
+          },
+          pending};
+}
+
+KeySpec boolean(std::function<void(Config&, bool)> set, int pending = 0) {
+  return {Kind::boolean,
+          [=](Config& c, const Value& v) -> std::string {
+            if (!v.is_boolean()) return "expected true or false";
+            set(c, v.as_boolean());
+            return {};
+          },
+          pending};
+}
+
+// A string, optionally restricted to `allowed` values; `check` may add a rule of its own.
+KeySpec string(std::function<void(Config&, const std::string&)> set, std::vector<std::string> allowed = {},
+               std::function<std::string(const std::string&)> check = {}, int pending = 0) {
+  return {Kind::string,
+          [=](Config& c, const Value& v) -> std::string {
+            auto join = [&] {
+              std::string s;
+              for (auto& a : allowed) s += (s.empty() ? "" : ", ") + ('"' + a + '"');
+              return s;
+            };
+            if (!v.is_string()) return allowed.empty() ? "expected a string" : "expected one of " + join();
+            const auto& s = v.as_string().str;
+            if (!allowed.empty() && std::find(allowed.begin(), allowed.end(), s) == allowed.end())
+              return "expected one of " + join();
+            if (check) {
+              if (auto why = check(s); !why.empty()) return why;
+            }
+            set(c, s);
+            return {};
+          },
+          pending};
+}
+
+KeySpec string_list(std::function<void(Config&, std::vector<std::string>)> set,
+                    std::function<std::string(const std::string&)> check_item = {}, int pending = 0) {
+  return {Kind::string_list,
+          [=](Config& c, const Value& v) -> std::string {
+            if (!v.is_array()) return "expected a list of strings, e.g. [\"a\", \"b\"]";
+            std::vector<std::string> out;
+            for (const auto& item : v.as_array()) {
+              if (!item.is_string()) return "expected a list of strings, e.g. [\"a\", \"b\"]";
+              if (check_item) {
+                if (auto why = check_item(item.as_string().str); !why.empty()) return why;
+              }
+              out.push_back(item.as_string().str);
+            }
+            set(c, std::move(out));
+            return {};
+          },
+          pending};
+}
+
+std::string check_host(const std::string& s) {
+  if (s.empty() || s.find_first_of(" /\t") != std::string::npos) return "expected a host name or IP address";
+  return {};
+}
+
+std::string check_database_url(const std::string& s) {
+  if (s.rfind("sqlite://", 0) == 0 && s.size() > 9) return {};
+  if (s.rfind("postgresql://", 0) == 0 || s.rfind("postgres://", 0) == 0) return {};
+  return "expected sqlite://PATH or postgresql://USER@HOST:PORT/DB";
+}
+
+std::string check_pool_entry(const std::string& s) {
+  // type:capability:count
+  auto a = s.find(':');
+  auto b = s.rfind(':');
+  static const std::set<std::string> types{"worker", "coordinator", "specialist", "learner"};
+  if (a == std::string::npos || a == b) return "expected entries \"type:capability:count\", e.g. \"worker:general:4\"";
+  auto type = s.substr(0, a);
+  auto cap = s.substr(a + 1, b - a - 1);
+  auto count = s.substr(b + 1);
+  if (!types.count(type)) return "expected an agent type worker|coordinator|specialist|learner in \"" + s + "\"";
+  if (cap.empty()) return "expected a capability name in \"" + s + "\"";
+  if (count.empty() || count.size() > 4 || !std::all_of(count.begin(), count.end(), ::isdigit) || std::stoi(count) < 1)
+    return "expected a count from 1 to 9999 in \"" + s + "\"";
+  return {};
+}
+
+const std::map<std::string, Section>& schema() {
+  static const std::map<std::string, Section> s = {
+      {"server",
+       {
+           {"host", string([](Config& c, auto& v) { c.server.host = v; }, {}, check_host)},
+           {"port", integer(1, 65535, [](Config& c, int64_t v) { c.server.port = int(v); })},
+           {"workers", integer(1, 1024, [](Config& c, int64_t v) { c.server.workers = int(v); })},
+           {"shutdown_timeout_ms", integer(0, 600000, [](Config& c, int64_t v) { c.server.shutdown_timeout_ms = int(v); })},
+           {"max_body_bytes", integer(1024, int64_t(1) << 30, [](Config& c, int64_t v) { c.server.max_body_bytes = v; })},
+           {"data_dir", string([](Config& c, auto& v) { c.server.data_dir = v; }, {},
+                               [](const std::string& v) { return v.empty() ? "expected a directory path" : ""; })},
+           {"cors_origins", string_list([](Config& c, auto v) { c.server.cors_origins = std::move(v); }, {}, 7)},
+       }},
+      {"database",
+       {
+           {"url", string([](Config& c, auto& v) { c.database.url = v; }, {}, check_database_url)},
+           {"max_connections", integer(1, 1000, [](Config& c, int64_t v) { c.database.max_connections = int(v); }, 4)},
+           {"connection_timeout_seconds",
+            integer(1, 3600, [](Config& c, int64_t v) { c.database.connection_timeout_seconds = int(v); })},
+           {"sqlite_synchronous", string([](Config& c, auto& v) { c.database.sqlite_synchronous = v; }, {"full", "normal"})},
+       }},
+      {"logging",
+       {
+           {"level", string([](Config& c, auto& v) { c.logging.level = v == "warning" ? "warn" : v; },
+                            {"trace", "debug", "info", "warn", "warning", "error", "critical", "off"})},
+           {"format", string([](Config& c, auto& v) { c.logging.format = v; }, {"text", "json"})},
+           {"file", string([](Config& c, auto& v) { c.logging.file = v; })},
+       }},
+      {"performance",
+       {
+           {"cpu_cores", {Kind::integer,
+                          [](Config& c, const Value& v) -> std::string {
+                            if (v.is_string() && v.as_string().str == "auto") {
+                              c.performance.cpu_cores = 0;
+                              return {};
+                            }
+                            if (v.is_integer() && v.as_integer() >= 1 && v.as_integer() <= 1024) {
+                              c.performance.cpu_cores = int(v.as_integer());
+                              return {};
+                            }
+                            return "expected \"auto\" or an integer from 1 to 1024";
+                          }}},
+           {"scheduler_policy", string([](Config& c, auto& v) { c.performance.scheduler_policy = v; }, {"stealing", "sharing"})},
+           {"memory_limit_mb", integer(0, int64_t(1) << 24, [](Config& c, int64_t v) { c.performance.memory_limit_mb = v; })},
+           {"circuit_breaker_failure_threshold",
+            integer(1, 10000, [](Config& c, int64_t v) { c.performance.circuit_breaker_failure_threshold = int(v); }, 5)},
+           {"circuit_breaker_recovery_timeout_ms",
+            integer(1, 3600000, [](Config& c, int64_t v) { c.performance.circuit_breaker_recovery_timeout_ms = int(v); }, 5)},
+           {"performance_optimization_enabled",
+            boolean([](Config& c, bool v) { c.performance.performance_optimization_enabled = v; }, 7)},
+       }},
+      {"security",
+       {
+           {"jwt_secret", string([](Config& c, auto& v) { c.security.jwt_secret = v; }, {}, {}, 7)},
+           {"api_keys", string_list([](Config& c, auto v) { c.security.api_keys = std::move(v); }, {}, 7)},
+           {"rate_limit_requests_per_minute",
+            integer(1, 10000000, [](Config& c, int64_t v) { c.security.rate_limit_requests_per_minute = int(v); }, 7)},
+           {"audit_logging_enabled", boolean([](Config& c, bool v) { c.security.audit_logging_enabled = v; }, 7)},
+       }},
+      {"monitoring",
+       {
+           {"metrics_enabled", boolean([](Config& c, bool v) { c.monitoring.metrics_enabled = v; }, 7)},
+           {"metrics_collection_interval_ms",
+            integer(100, 3600000, [](Config& c, int64_t v) { c.monitoring.metrics_collection_interval_ms = int(v); }, 7)},
+           {"alert_check_interval_ms",
+            integer(100, 3600000, [](Config& c, int64_t v) { c.monitoring.alert_check_interval_ms = int(v); }, 7)},
+           // The guide puts log_level under [monitoring]; it is the same setting as [logging] level.
+           {"log_level", string([](Config& c, auto& v) { c.logging.level = v == "warning" ? "warn" : v; },
+                                {"trace", "debug", "info", "warn", "warning", "error", "critical", "off"})},
+           {"sentry_dsn", string([](Config& c, auto& v) { c.monitoring.sentry_dsn = v; }, {}, {}, 7)},
+       }},
+      {"neural",
+       {
+           {"mode", string([](Config& c, auto& v) { c.neural.mode = v; }, {"basic", "advanced"}, {}, 8)},
+           {"gpu_enabled", boolean([](Config& c, bool v) { c.neural.gpu_enabled = v; }, 8)},
+           {"learning_rate", floating(1e-9, 10.0, [](Config& c, double v) { c.neural.learning_rate = v; }, 8)},
+           {"max_agents", integer(1, 1000000, [](Config& c, int64_t v) { c.neural.max_agents = int(v); }, 8)},
+       }},
+      {"agents",
+       {
+           {"max_agents", integer(1, 1000000, [](Config& c, int64_t v) { c.agents.max_agents = int(v); })},
+           {"default_pool", string_list([](Config& c, auto v) { c.agents.default_pool = std::move(v); }, check_pool_entry)},
+           {"default_max_concurrent_tasks",
+            integer(1, 100000, [](Config& c, int64_t v) { c.agents.default_max_concurrent_tasks = int(v); })},
+       }},
+      {"tasks",
+       {
+           {"max_concurrent_tasks", integer(1, 1000000, [](Config& c, int64_t v) { c.tasks.max_concurrent_tasks = int(v); })},
+           {"task_timeout_secs", integer(1, 86400 * 7, [](Config& c, int64_t v) { c.tasks.task_timeout_secs = int(v); })},
+           {"retry_attempts", integer(1, 100, [](Config& c, int64_t v) { c.tasks.retry_attempts = int(v); })},
+           {"max_queue_size", integer(1, 100000000, [](Config& c, int64_t v) { c.tasks.max_queue_size = int(v); })},
+       }},
+      {"cluster",
+       {
+           {"enabled", boolean([](Config& c, bool v) { c.cluster.enabled = v; }, 6)},
+       }},
+  };
+  return s;
+}
+
+size_t edit_distance(const std::string& a, const std::string& b) {
+  std::vector<size_t> prev(b.size() + 1), cur(b.size() + 1);
+  for (size_t j = 0; j <= b.size(); ++j) prev[j] = j;
+  for (size_t i = 1; i <= a.size(); ++i) {
+    cur[0] = i;
+    for (size_t j = 1; j <= b.size(); ++j)
+      cur[j] = std::min({prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (a[i - 1] == b[j - 1] ? 0 : 1)});
+    std::swap(prev, cur);
+  }
+  return prev[b.size()];
+}
+
+template <class Names>
+std::string did_you_mean(const std::string& word, const Names& names) {
+  std::string best;
+  size_t best_d = std::max<size_t>(2, word.size() / 3) + 1;
+  for (const auto& [name, _] : names) {
+    auto d = edit_distance(word, name);
+    if (d < best_d) best_d = d, best = name;
+  }
+  return best.empty() ? "" : " (did you mean \"" + best + "\"?)";
+}
+
+// A value in the merged configuration, remembering the layer it came from.
+struct Entry {
+  Value value;
+  std::string origin;
+};
+using Layered = std::map<std::string, std::map<std::string, Entry>>;  // section -> key -> entry
+
+std::string one_line(std::string s) {
+  std::string out;
+  std::istringstream in(s);
+  for (std::string line; std::getline(in, line);) {
+    auto b = line.find_first_not_of(" \t|");
+    if (b == std::string::npos) continue;
+    if (!out.empty()) out += "; ";
+    out += line.substr(b);
+  }
+  return out;
+}
+
+// Flattens a parsed TOML document into sections; nested tables become dotted sections.
+void add_layer(Layered& into, const Value& doc, const std::string& origin, std::vector<std::string>& problems) {
+  const auto& sections = schema();
+  for (const auto& [section, table] : doc.as_table()) {
+    if (!table.is_table()) {
+      problems.push_back(origin + ": top-level key \"" + section + "\" must be a [section]" + did_you_mean(section, sections));
+      continue;
+    }
+    for (const auto& [key, value] : table.as_table()) {
+      if (value.is_table() && sections.count(section + "." + key)) {
+        toml::table nested{{section + "." + key, value}};
+        add_layer(into, Value(nested), origin, problems);
+        continue;
+      }
+      into[section][key] = Entry{value, origin};
+    }
+  }
+}
+
+std::map<std::string, std::string> env_aliases() {
+  return {{"DATABASE_URL", "database.url"},
+          {"DATABASE_MAX_CONNECTIONS", "database.max_connections"},
+          {"JWT_SECRET", "security.jwt_secret"},
+          {"METRICS_ENABLED", "monitoring.metrics_enabled"},
+          {"LOG_LEVEL", "logging.level"},
+          {"SENTRY_DSN", "monitoring.sentry_dsn"}};
+}
+
+std::string lower(std::string s) {
+  std::transform(s.begin(), s.end(), s.begin(), [](unsigned char c) { return std::tolower(c); });
+  return s;
+}
+
+// An environment value is read as a TOML value where the key wants one (numbers, booleans,
+// inline arrays) and as a plain string where the key wants a string.
+Value env_value(const std::string& raw, Kind kind) {
+  if (kind == Kind::string) return Value(raw);
+  try {
+    std::istringstream in("v = " + raw);
+    auto doc = toml::parse(in, "env");
+    return doc.as_table().at("v");
+  } catch (const std::exception&) {
+    return Value(raw);
+  }
+}
+
+void add_env_layer(Layered& into, const std::map<std::string, std::string>& env, std::vector<std::string>& problems) {
+  const auto& sections = schema();
+  auto put = [&](const std::string& section, const std::string& key, const std::string& raw, const std::string& var) {
+    auto s = sections.find(section);
+    if (s == sections.end()) {
+      problems.push_back("environment " + var + ": unknown section [" + section + "]" + did_you_mean(section, sections));
+      return;
+    }
+    auto k = s->second.find(key);
+    if (k == s->second.end()) {
+      problems.push_back("environment " + var + ": unknown key \"" + key + "\" in [" + section + "]" +
+                         did_you_mean(key, s->second));
+      return;
+    }
+    into[section][key] = Entry{env_value(raw, k->second.kind), "environment " + var};
+  };
+  for (const auto& [var, raw] : env) {
+    if (var.rfind("HIVE_", 0) != 0) continue;
+    auto rest = var.substr(5);
+    auto last = rest.rfind("__");
+    if (last == std::string::npos) continue;  // HIVE_ENV, HIVE_URL (hivectl) and friends
+    std::string section = lower(rest.substr(0, last));
+    for (size_t p; (p = section.find("__")) != std::string::npos;) section.replace(p, 2, ".");
+    put(section, lower(rest.substr(last + 2)), raw, var);
+  }
+  for (const auto& [var, dotted] : env_aliases()) {
+    auto it = env.find(var);
+    if (it == env.end() || it->second.empty()) continue;
+    auto dot = dotted.find('.');
+    put(dotted.substr(0, dot), dotted.substr(dot + 1), it->second, var);
+  }
+  // The systemd unit of the operations guide sets RUST_LOG; honour it as a log level when
+  // LOG_LEVEL is not given and it names a plain level.
+  if (auto it = env.find("RUST_LOG"); it != env.end() && !env.count("LOG_LEVEL")) {
+    static const std::set<std::string> levels{"trace", "debug", "info", "warn", "error"};
+    if (levels.count(lower(it->second))) into["logging"]["level"] = Entry{Value(lower(it->second)), "environment RUST_LOG"};
+  }
+  if (auto it = env.find("API_KEY"); it != env.end() && !it->second.empty()) {
+    auto& entry = into["security"]["api_keys"];
+    toml::array keys;
+    if (entry.value.is_array()) keys = entry.value.as_array();
+    keys.push_back(Value(it->second));
+    entry = Entry{Value(keys), "environment API_KEY"};
+  }
+}
+
+bool parse_file(const std::filesystem::path& path, Layered& into, LoadResult& result, bool required) {
+  std::error_code ec;
+  if (!std::filesystem::exists(path, ec)) {
+    if (required) result.problems.push_back("config file " + path.string() + ": not found");
+    return false;
+  }
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    result.problems.push_back("config file " + path.string() + ": cannot be read (check its permissions)");
+    return false;
+  }
+  try {
+    auto doc = toml::parse(in, path.string());
+    add_layer(into, doc, path.string(), result.problems);
+    result.sources.push_back(path.string());
+    return true;
+  } catch (const std::exception& e) {
+    result.problems.push_back("config file " + path.string() + ": " + one_line(e.what()));
+    return false;
+  }
+}
+
+bool is_placeholder_secret(const std::string& s) {
+  static const std::set<std::string> placeholders{"your-256-bit-secret-here", "your-secret-key-here-change-in-production",
+                                                  "change-me", "changeme", "secret"};
+  return placeholders.count(lower(s)) > 0;
+}
+
+void validate(const Layered& layered, LoadResult& result) {
+  const auto& sections = schema();
+  for (const auto& [section, keys] : layered) {
+    auto s = sections.find(section);
+    if (s == sections.end()) {
+      for (const auto& [key, entry] : keys)
+        result.problems.push_back(entry.origin + ": unknown section [" + section + "]" + did_you_mean(section, sections));
+      continue;
+    }
+    for (const auto& [key, entry] : keys) {
+      auto k = s->second.find(key);
+      if (k == s->second.end()) {
+        result.problems.push_back(entry.origin + ": unknown key \"" + key + "\" in [" + section + "]" +
+                                  did_you_mean(key, s->second));
+        continue;
+      }
+      if (auto why = k->second.apply(result.config, entry.value); !why.empty()) {
+        result.problems.push_back("[" + section + "] " + key + " = " + describe(entry.value) + " (" + entry.origin +
+                                  "): " + why);
+        continue;
+      }
+      if (k->second.pending_issue > 0)
+        result.warnings.push_back("[" + section + "] " + key + " (" + entry.origin +
+                                  ") is accepted but has no effect yet: its feature arrives with issue #" +
+                                  std::to_string(k->second.pending_issue));
+    }
+  }
+  const auto& c = result.config;
+  if (c.environment == "production") {
+    const auto& secret = c.security.jwt_secret;
+    if (secret.empty())
+      result.problems.push_back("[security] jwt_secret: required in production (set JWT_SECRET to 32 or more random bytes)");
+    else if (is_placeholder_secret(secret))
+      result.problems.push_back("[security] jwt_secret = \"" + secret +
+                                "\": the placeholder from the documentation is refused in production; set JWT_SECRET");
+    else if (secret.size() < 32)
+      result.problems.push_back("[security] jwt_secret: too short for production (" + std::to_string(secret.size()) +
+                                " bytes; at least 32 are required)");
+  }
+  if (c.database.url.rfind("sqlite://", 0) == 0 && c.database.url == "sqlite://")
+    result.problems.push_back("[database] url: expected a file path after sqlite://");
+}
+
+LoadResult load_layers(const std::function<void(Layered&, LoadResult&)>& files, const std::map<std::string, std::string>& env) {
+  LoadResult result;
+  result.sources.push_back("built-in defaults");
+  if (auto it = env.find("HIVE_ENV"); it != env.end() && !it->second.empty()) result.config.environment = it->second;
+  Layered layered;
+  files(layered, result);
+  bool env_used = false;
+  for (const auto& [var, _] : env)
+    env_used |= var.rfind("HIVE_", 0) == 0 && var.find("__") != std::string::npos;
+  for (const auto& [var, _] : env_aliases()) env_used |= env.count(var) > 0;
+  add_env_layer(layered, env, result.problems);
+  if (env_used) result.sources.push_back("environment");
+  validate(layered, result);
+  return result;
+}
+
+}  // namespace
+
+int Config::scheduler_threads() const {
+  if (performance.cpu_cores > 0) return performance.cpu_cores;
+  return std::max(1u, std::thread::hardware_concurrency());
+}
+
+LoadResult load(const LoadOptions& options) {
+  return load_layers(
+      [&](Layered& layered, LoadResult& result) {
+        std::filesystem::path settings;
+        for (const auto& base : {options.working_dir, options.binary_dir}) {
+          std::error_code ec;
+          if (!base.empty() && std::filesystem::is_directory(base / "settings", ec)) {
+            settings = base / "settings";
+            break;
+          }
+        }
+        if (!settings.empty()) {
+          parse_file(settings / "default.toml", layered, result, false);
+          parse_file(settings / (result.config.environment + ".toml"), layered, result, false);
+        }
+        if (!options.config_file.empty()) {
+          std::filesystem::path file = options.config_file;
+          if (file.is_relative()) file = options.working_dir / file;
+          parse_file(file, layered, result, true);
+        }
+      },
+      options.env);
+}
+
+LoadResult load_text(const std::string& toml_text, const std::map<std::string, std::string>& env) {
+  return load_layers(
+      [&](Layered& layered, LoadResult& result) {
+        try {
+          std::istringstream in(toml_text);
+          add_layer(layered, toml::parse(in, "text"), "text", result.problems);
+        } catch (const std::exception& e) {
+          result.problems.push_back("config text: " + one_line(e.what()));
+        }
+      },
+      env);
+}
+
+std::map<std::string, std::string> current_environment() {
+  std::map<std::string, std::string> env;
+  for (char** e = environ; e && *e; ++e) {
+    std::string kv = *e;
+    auto eq = kv.find('=');
+    if (eq != std::string::npos) env.emplace(kv.substr(0, eq), kv.substr(eq + 1));
+  }
+  return env;
+}
+
+std::vector<std::string> known_keys() {
+  std::vector<std::string> out;
+  for (const auto& [section, keys] : schema())
+    for (const auto& [key, _] : keys) out.push_back(section + "." + key);
+  return out;
+}
+
+std::string render(const Config& c) {
+  auto list = [](const std::vector<std::string>& v) {
+    std::string s = "[";
+    for (size_t i = 0; i < v.size(); ++i) s += (i ? ", " : "") + ('"' + v[i] + '"');
+    return s + "]";
+  };
+  auto q = [](const std::string& s) { return '"' + s + '"'; };
+  std::ostringstream o;
+  o << "# environment: " << c.environment << "\n"
+    << "[server]\nhost = " << q(c.server.host) << "\nport = " << c.server.port << "\nworkers = " << c.server.workers
+    << "\nshutdown_timeout_ms = " << c.server.shutdown_timeout_ms << "\nmax_body_bytes = " << c.server.max_body_bytes
+    << "\ndata_dir = " << q(c.server.data_dir) << "\n"
+    << "[database]\nurl = " << q(c.database.url) << "\nconnection_timeout_seconds = " << c.database.connection_timeout_seconds
+    << "\nsqlite_synchronous = " << q(c.database.sqlite_synchronous) << "\n"
+    << "[logging]\nlevel = " << q(c.logging.level) << "\nformat = " << q(c.logging.format) << "\nfile = " << q(c.logging.file)
+    << "\n"
+    << "[performance]\ncpu_cores = " << (c.performance.cpu_cores ? std::to_string(c.performance.cpu_cores) : q("auto"))
+    << "\nscheduler_policy = " << q(c.performance.scheduler_policy) << "\nmemory_limit_mb = " << c.performance.memory_limit_mb
+    << "\n"
+    << "[security]\njwt_secret = " << q(c.security.jwt_secret.empty() ? "" : "********") << "\n"
+    << "[agents]\nmax_agents = " << c.agents.max_agents << "\ndefault_pool = " << list(c.agents.default_pool)
+    << "\ndefault_max_concurrent_tasks = " << c.agents.default_max_concurrent_tasks << "\n"
+    << "[tasks]\nmax_concurrent_tasks = " << c.tasks.max_concurrent_tasks << "\ntask_timeout_secs = " << c.tasks.task_timeout_secs
+    << "\nretry_attempts = " << c.tasks.retry_attempts << "\nmax_queue_size = " << c.tasks.max_queue_size << "\n";
+  return o.str();
+}
+
+}  // namespace hub::config

@@ -1,0 +1,131 @@
+// The node's configuration: the schema of every section and key, the layering of defaults,
+// settings files, --config and the environment, and validation of the result.
+// Owns: turning text into a validated `Config`. Must never log, exit, or depend on any other
+// module of ours; callers decide what to do with problems and warnings.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <map>
+#include <string>
+#include <vector>
+
+namespace hub::config {
+
+struct ServerConfig {
+  std::string host = "0.0.0.0";
+  int port = 3001;
+  int workers = 4;
+  int shutdown_timeout_ms = 10000;
+  int64_t max_body_bytes = 1 << 20;
+  std::string data_dir = "./data";
+  std::vector<std::string> cors_origins;
+};
+
+struct DatabaseConfig {
+  std::string url = "sqlite://./data/hive.db";
+  int max_connections = 10;
+  int connection_timeout_seconds = 30;
+  std::string sqlite_synchronous = "full";  // full: survives power loss; normal: survives a crash
+};
+
+struct LoggingConfig {
+  std::string level = "info";
+  std::string format = "text";
+  std::string file;  // empty: stdout
+};
+
+struct PerformanceConfig {
+  int cpu_cores = 0;  // 0: "auto", all cores
+  std::string scheduler_policy = "stealing";
+  int64_t memory_limit_mb = 0;  // 0: no limit
+  int circuit_breaker_failure_threshold = 5;
+  int circuit_breaker_recovery_timeout_ms = 30000;
+  bool performance_optimization_enabled = true;
+};
+
+struct SecurityConfig {
+  std::string jwt_secret;
+  std::vector<std::string> api_keys;
+  int rate_limit_requests_per_minute = 1000;
+  bool audit_logging_enabled = false;
+};
+
+struct MonitoringConfig {
+  bool metrics_enabled = true;
+  int metrics_collection_interval_ms = 5000;
+  int alert_check_interval_ms = 30000;
+  std::string sentry_dsn;
+};
+
+struct NeuralConfig {
+  std::string mode = "basic";
+  bool gpu_enabled = false;
+  double learning_rate = 0.01;
+  int max_agents = 1000;
+};
+
+struct AgentsConfig {
+  int max_agents = 1000;
+  // Each entry "type:capability:count", e.g. "worker:general:4".
+  std::vector<std::string> default_pool = {"worker:general:4"};
+  int default_max_concurrent_tasks = 4;
+};
+
+struct TasksConfig {
+  int max_concurrent_tasks = 256;
+  int task_timeout_secs = 300;
+  int retry_attempts = 3;
+  int max_queue_size = 100000;
+};
+
+struct ClusterConfig {
+  bool enabled = false;
+};
+
+struct Config {
+  std::string environment = "development";
+  ServerConfig server;
+  DatabaseConfig database;
+  LoggingConfig logging;
+  PerformanceConfig performance;
+  SecurityConfig security;
+  MonitoringConfig monitoring;
+  NeuralConfig neural;
+  AgentsConfig agents;
+  TasksConfig tasks;
+  ClusterConfig cluster;
+
+  // Resolved at load time: the number of actor scheduler threads (`cpu_cores`, "auto" = all).
+  int scheduler_threads() const;
+};
+
+struct LoadOptions {
+  std::string config_file;                    // --config FILE, may be empty
+  std::map<std::string, std::string> env;     // usually current_environment()
+  std::filesystem::path working_dir;          // where settings/ is looked for first
+  std::filesystem::path binary_dir;           // then beside the binary
+};
+
+struct LoadResult {
+  Config config;
+  std::vector<std::string> sources;   // what was layered, in order
+  std::vector<std::string> problems;  // one line each; non-empty means the config is unusable
+  std::vector<std::string> warnings;  // accepted, but the operator should know
+  bool ok() const { return problems.empty(); }
+};
+
+LoadResult load(const LoadOptions& options);
+
+// Parses one TOML text as a single layer over the built-in defaults (for tests and tools).
+LoadResult load_text(const std::string& toml_text, const std::map<std::string, std::string>& env = {});
+
+std::map<std::string, std::string> current_environment();
+
+// The effective configuration as TOML (secrets masked), for `--check` and `/api/config`-style views.
+std::string render(const Config& config);
+
+// Keys the schema knows, as "section.key" (for docs and tests).
+std::vector<std::string> known_keys();
+
+}  // namespace hub::config

@@ -1,0 +1,141 @@
+#include "gateway/api.hpp"
+
+#include "runtime/clock.hpp"
+
+#include <httplib.h>
+
+namespace hub::gateway {
+namespace {
+
+json envelope(bool success, json data, const json& error, const std::string& request_id) {
+  return json{{"success", success},
+              {"data", std::move(data)},
+              {"error", error},
+              {"timestamp", runtime::now_rfc3339()},
+              {"request_id", request_id}};
+}
+
+std::vector<std::string> split_path(const std::string& path) {
+  std::vector<std::string> out;
+  size_t start = 0;
+  while (start <= path.size()) {
+    auto slash = path.find('/', start);
+    if (slash == std::string::npos) slash = path.size();
+    if (slash > start) out.push_back(path.substr(start, slash - start));
+    start = slash + 1;
+  }
+  return out;
+}
+
+const char* code_for_status(int status) {
+  switch (status) {
+    case 400: return "bad_request";
+    case 401: return "unauthorized";
+    case 403: return "forbidden";
+    case 404: return "not_found";
+    case 405: return "method_not_allowed";
+    case 408: return "request_timeout";
+    case 413: return "payload_too_large";
+    case 414: return "uri_too_long";
+    case 415: return "unsupported_media_type";
+    case 429: return "rate_limited";
+    case 503: return "unavailable";
+    default: return status >= 500 ? "internal_error" : "error";
+  }
+}
+
+}  // namespace
+
+void send_data(Call& call, int status, json data) {
+  call.res.status = status;
+  call.res.set_content(envelope(true, std::move(data), nullptr, call.request_id).dump(), "application/json");
+}
+
+void send_error(Call& call, const ApiError& e) {
+  json error{{"code", e.code}, {"message", e.message}};
+  if (!e.field.empty()) error["field"] = e.field;
+  call.res.status = e.status;
+  if (e.retry_after_s > 0) call.res.set_header("Retry-After", std::to_string(e.retry_after_s));
+  call.res.set_content(envelope(false, nullptr, error, call.request_id).dump(), "application/json");
+}
+
+void send_status_error(httplib::Response& res, int status, const std::string& request_id) {
+  std::string message = "the request could not be handled (HTTP " + std::to_string(status) + ")";
+  if (status == 400) message = "the request is malformed";
+  if (status == 413) message = "the request body is larger than [server] max_body_bytes allows";
+  if (status == 414) message = "the request URI is too long";
+  json error{{"code", code_for_status(status)}, {"message", message}};
+  res.set_content(envelope(false, nullptr, error, request_id).dump(), "application/json");
+}
+
+std::optional<ApiError> parse_json_body(const Call& call, json& out) {
+  auto type = call.req.get_header_value("Content-Type");
+  if (type.rfind("application/json", 0) != 0)
+    return ApiError{415, "unsupported_media_type", "send the body as Content-Type: application/json", {}, 0};
+  try {
+    out = json::parse(call.req.body);
+  } catch (const json::parse_error& e) {
+    std::string what = e.what();
+    auto code = what.find("ill-formed UTF-8") != std::string::npos || what.find("invalid string") != std::string::npos
+                    ? "invalid_encoding"
+                    : "malformed_json";
+    return ApiError{400, code, "the body is not valid JSON: " + what, {}, 0};
+  }
+  if (!out.is_object()) return ApiError{400, "validation_failed", "the body must be a JSON object", {}, 0};
+  return std::nullopt;
+}
+
+void Router::add(const std::string& method, const std::string& pattern, Handler handler) {
+  routes_.push_back(Route{method, split_path(pattern), pattern, std::move(handler)});
+}
+
+const Router::Route* Router::match(const std::string& path, const std::string& method,
+                                   std::vector<std::string>* allowed,
+                                   std::map<std::string, std::string>* params) const {
+  auto segments = split_path(path);
+  const Route* found = nullptr;
+  for (const auto& route : routes_) {
+    if (route.segments.size() != segments.size()) continue;
+    std::map<std::string, std::string> captured;
+    bool ok = true;
+    for (size_t i = 0; i < segments.size() && ok; ++i) {
+      const auto& want = route.segments[i];
+      if (want.size() > 2 && want.front() == '{' && want.back() == '}') captured[want.substr(1, want.size() - 2)] = segments[i];
+      else ok = want == segments[i];
+    }
+    if (!ok) continue;
+    if (route.method == method || (method == "HEAD" && route.method == "GET")) {
+      if (!found) {
+        found = &route;
+        if (params) *params = std::move(captured);
+      }
+    } else if (allowed) {
+      allowed->push_back(route.method);
+    }
+  }
+  return found;
+}
+
+void Router::dispatch(Call& call) const {
+  std::vector<std::string> allowed;
+  if (const auto* route = match(call.req.path, call.req.method, &allowed, &call.path_params)) {
+    route->handler(call);
+    return;
+  }
+  if (!allowed.empty()) {
+    std::string allow;
+    for (const auto& m : allowed) allow += (allow.empty() ? "" : ", ") + m;
+    call.res.set_header("Allow", allow);
+    send_error(call, ApiError{405, "method_not_allowed", call.req.method + " is not allowed on " + call.req.path +
+                                                             " (allowed: " + allow + ")", {}, 0});
+    return;
+  }
+  send_error(call, ApiError::not_found("no route for " + call.req.method + " " + call.req.path));
+}
+
+std::string Router::route_of(const std::string& method, const std::string& path) const {
+  const auto* route = match(path, method, nullptr, nullptr);
+  return route ? route->pattern : std::string();
+}
+
+}  // namespace hub::gateway

@@ -1,0 +1,236 @@
+// hivectl: the operator CLI. One-shot commands over the HTTP API with tables for people and
+// --json for scripts. Talks to one node (--url, or HIVE_URL; default http://127.0.0.1:3001).
+#include "runtime/version.hpp"
+
+#include <CLI/CLI.hpp>
+#include <httplib.h>
+#include <nlohmann/json.hpp>
+
+#include <chrono>
+#include <cstdlib>
+#include <iomanip>
+#include <iostream>
+#include <sstream>
+#include <thread>
+
+using json = nlohmann::json;
+
+namespace {
+
+struct Options {
+  std::string url;
+  std::string api_key;
+  bool as_json = false;
+  int timeout_s = 30;
+};
+
+struct Reply {
+  int status = 0;
+  json body;
+  std::string transport_error;
+};
+
+Reply call(const Options& o, const std::string& method, const std::string& path, const json* body = nullptr) {
+  httplib::Client client(o.url);
+  client.set_connection_timeout(5, 0);
+  client.set_read_timeout(o.timeout_s, 0);
+  client.set_keep_alive(false);
+  httplib::Headers headers;
+  if (!o.api_key.empty()) headers.emplace("X-API-Key", o.api_key);
+  httplib::Result res = method == "GET"    ? client.Get(path.c_str(), headers)
+                        : method == "POST" ? client.Post(path.c_str(), headers, body ? body->dump() : "{}", "application/json")
+                                           : client.Delete(path.c_str(), headers);
+  Reply r;
+  if (!res) {
+    r.transport_error = "cannot reach " + o.url + ": " + httplib::to_string(res.error());
+    return r;
+  }
+  r.status = res->status;
+  r.body = json::parse(res->body, nullptr, false);
+  return r;
+}
+
+// Prints a failed reply in one line and returns the exit code for it.
+int report_failure(const Reply& r) {
+  if (!r.transport_error.empty()) {
+    std::cerr << "hivectl: " << r.transport_error << "\n";
+    return 2;
+  }
+  std::string message = r.body.is_object() && r.body.contains("error") && r.body["error"].is_object()
+                            ? r.body["error"].value("message", "")
+                            : "";
+  std::cerr << "hivectl: HTTP " << r.status << (message.empty() ? "" : ": " + message) << "\n";
+  return 1;
+}
+
+std::string cell(const json& v) {
+  if (v.is_null()) return "-";
+  if (v.is_string()) return v.get<std::string>();
+  if (v.is_number_float()) {
+    std::ostringstream o;
+    o << std::fixed << std::setprecision(2) << v.get<double>();
+    return o.str();
+  }
+  return v.dump();
+}
+
+void table(const std::vector<std::string>& headers, const std::vector<std::vector<std::string>>& rows) {
+  std::vector<size_t> width(headers.size());
+  for (size_t i = 0; i < headers.size(); ++i) width[i] = headers[i].size();
+  for (const auto& row : rows)
+    for (size_t i = 0; i < row.size(); ++i) width[i] = std::max(width[i], row[i].size());
+  auto line = [&](const std::vector<std::string>& row) {
+    for (size_t i = 0; i < row.size(); ++i) std::cout << std::left << std::setw(int(width[i]) + 2) << row[i];
+    std::cout << "\n";
+  };
+  line(headers);
+  for (const auto& row : rows) line(row);
+}
+
+int show(const Options& o, const Reply& r, const std::function<void(const json&)>& human) {
+  if (r.status < 200 || r.status >= 300) {
+    if (o.as_json && r.body.is_object()) std::cout << r.body.dump(2) << "\n";
+    return report_failure(r);
+  }
+  if (o.as_json) std::cout << r.body["data"].dump(2) << "\n";
+  else human(r.body["data"]);
+  return 0;
+}
+
+void print_task(const json& t) {
+  std::cout << "id:        " << cell(t["id"]) << "\nstatus:    " << cell(t["status"]) << "\ntype:      " << cell(t["type"])
+            << "\npriority:  " << cell(t["priority"]) << "\nattempts:  " << cell(t["attempts"]) << "/"
+            << cell(t["max_attempts"]) << "\nagent:     " << cell(t["assigned_agent"]) << "\ncreated:   "
+            << cell(t["created_at"]) << "\ncompleted: " << cell(t["completed_at"]) << "\n";
+  if (!t["result"].is_null()) std::cout << "result:    " << t["result"].dump() << "\n";
+  if (!t["error"].is_null()) std::cout << "error:     " << cell(t["error"]["type"]) << ": " << cell(t["error"]["message"]) << "\n";
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Options o;
+  const char* env_url = std::getenv("HIVE_URL");
+  const char* env_key = std::getenv("HIVE_API_KEY");
+  o.url = env_url ? env_url : "http://127.0.0.1:3001";
+  o.api_key = env_key ? env_key : "";
+
+  CLI::App app{"hivectl: operate an AI Orchestrator Hub node from the shell"};
+  app.require_subcommand(1);
+  app.add_option("--url", o.url, "node URL (env HIVE_URL)");
+  app.add_option("--api-key", o.api_key, "API key (env HIVE_API_KEY)");
+  app.add_flag("--json", o.as_json, "print the raw JSON data");
+
+  auto* health = app.add_subcommand("health", "the node's health (exit 1 when unhealthy)");
+  bool detailed = false;
+  health->add_flag("--detailed", detailed, "per component");
+  auto* version = app.add_subcommand("version", "versions of hivectl and of the node");
+  auto* status = app.add_subcommand("status", "the hive at a glance: agents, queues, throughput");
+  auto* agents = app.add_subcommand("agents", "list agents");
+  auto* tasks = app.add_subcommand("tasks", "list tasks, newest first");
+  std::string task_status, task_type;
+  int limit = 20;
+  tasks->add_option("--status", task_status, "pending|assigned|running|completed|failed|cancelled");
+  tasks->add_option("--type", task_type, "task type");
+  tasks->add_option("--limit", limit, "how many (1-1000)");
+  auto* submit = app.add_subcommand("submit", "submit a task");
+  std::string description, type = "echo", priority = "medium", payload = "null";
+  submit->add_option("description", description, "what the task is")->required();
+  submit->add_option("--type", type, "task type (builtin: echo, sleep, fail, hash)");
+  submit->add_option("--priority", priority, "low|medium|high|critical");
+  submit->add_option("--payload", payload, "JSON payload");
+  bool submit_wait = false;
+  submit->add_flag("--wait", submit_wait, "wait until the task ends");
+  auto* wait = app.add_subcommand("wait", "wait until a task ends (exit 1 unless completed)");
+  std::string task_id;
+  wait->add_option("id", task_id, "task id")->required();
+  auto* cancel = app.add_subcommand("cancel", "cancel a task");
+  cancel->add_option("id", task_id, "task id")->required();
+  auto* task = app.add_subcommand("task", "show one task");
+  task->add_option("id", task_id, "task id")->required();
+
+  CLI11_PARSE(app, argc, argv);
+  while (!o.url.empty() && o.url.back() == '/') o.url.pop_back();
+
+  if (*version) {
+    std::cout << "hivectl " << hub::kVersion << "\n";
+    auto r = call(o, "GET", "/health");
+    if (r.status == 200 || r.status == 503) std::cout << "node    " << cell(r.body["data"]["version"]) << " at " << o.url << "\n";
+    else std::cout << "node    unreachable at " << o.url << "\n";
+    return 0;
+  }
+  if (*health) {
+    auto r = call(o, "GET", detailed ? "/health?detailed=true" : "/health");
+    if (!r.transport_error.empty()) return report_failure(r);
+    const auto& d = r.body["data"];
+    if (o.as_json) std::cout << d.dump(2) << "\n";
+    else {
+      std::cout << cell(d["status"]) << "  node " << cell(d["node"]) << "  version " << cell(d["version"]) << "  up "
+                << cell(d["uptime_seconds"]) << " s\n";
+      if (d.contains("components"))
+        for (const auto& [name, c] : d["components"].items())
+          std::cout << "  " << std::left << std::setw(12) << name << cell(c["status"])
+                    << (c.contains("reason") ? "  (" + cell(c["reason"]) + ")" : "") << "\n";
+    }
+    return r.status == 200 ? 0 : 1;
+  }
+  if (*status) {
+    return show(o, call(o, "GET", "/api/hive/status"), [](const json& d) {
+      std::cout << "node " << cell(d["node"]) << "  version " << cell(d["version"]) << "  up " << cell(d["uptime_seconds"]) << " s\n";
+      std::cout << "agents: " << cell(d["agents"]["total"]) << "  by state " << d["agents"]["by_state"].dump() << "\n";
+      std::cout << "tasks:  " << d["tasks"]["by_status"].dump() << "  running " << cell(d["tasks"]["running"]) << "\n";
+      std::cout << "queues: " << d["queue_depth"].dump() << "\n";
+      std::cout << "throughput: " << cell(d["throughput"]["tasks_per_second"]) << " tasks/s over the last minute\n";
+    });
+  }
+  if (*agents) {
+    return show(o, call(o, "GET", "/api/agents?limit=1000"), [](const json& d) {
+      std::vector<std::vector<std::string>> rows;
+      for (const auto& a : d["agents"]) {
+        std::string caps;
+        for (const auto& c : a["capabilities"]) caps += (caps.empty() ? "" : ",") + cell(c["name"]) + ":" + cell(c["proficiency"]);
+        rows.push_back({cell(a["id"]), cell(a["name"]), cell(a["type"]), cell(a["state"]),
+                        cell(a["running_tasks"]) + "/" + cell(a["max_concurrent_tasks"]), cell(a["tasks_completed"]),
+                        cell(a["tasks_failed"]), caps});
+      }
+      table({"ID", "NAME", "TYPE", "STATE", "LOAD", "DONE", "FAILED", "CAPABILITIES"}, rows);
+    });
+  }
+  if (*tasks) {
+    std::string path = "/api/tasks?limit=" + std::to_string(limit);
+    if (!task_status.empty()) path += "&status=" + task_status;
+    if (!task_type.empty()) path += "&type=" + task_type;
+    return show(o, call(o, "GET", path), [](const json& d) {
+      std::vector<std::vector<std::string>> rows;
+      for (const auto& t : d["tasks"])
+        rows.push_back({cell(t["id"]), cell(t["status"]), cell(t["type"]), cell(t["priority"]),
+                        cell(t["attempts"]), cell(t["created_at"]), cell(t["description"]).substr(0, 40)});
+      table({"ID", "STATUS", "TYPE", "PRIORITY", "ATTEMPTS", "CREATED", "DESCRIPTION"}, rows);
+      std::cout << d["tasks"].size() << " of " << cell(d["total"]) << "\n";
+    });
+  }
+  if (*task) return show(o, call(o, "GET", "/api/tasks/" + task_id), print_task);
+  if (*cancel) return show(o, call(o, "POST", "/api/tasks/" + task_id + "/cancel"), print_task);
+  if (*submit || *wait) {
+    if (*submit) {
+      auto parsed = json::parse(payload, nullptr, false);
+      if (parsed.is_discarded()) {
+        std::cerr << "hivectl: --payload is not valid JSON\n";
+        return 2;
+      }
+      json body{{"description", description}, {"type", type}, {"priority", priority}, {"payload", parsed}};
+      auto r = call(o, "POST", "/api/tasks", &body);
+      if (!submit_wait) return show(o, r, print_task);
+      if (r.status != 201 && r.status != 200) return report_failure(r);
+      task_id = r.body["data"].value("id", "");
+    }
+    while (true) {
+      auto r = call(o, "GET", "/api/tasks/" + task_id + "/wait?timeout_ms=20000");
+      if (r.status == 202) continue;
+      int rc = show(o, r, print_task);
+      if (rc != 0) return rc;
+      return r.body["data"].value("status", "") == "completed" ? 0 : 1;
+    }
+  }
+  return 0;
+}

@@ -1,0 +1,33 @@
+// What the gateway's routes share: dependencies, readiness, and the bridge from an HTTP
+// thread into the actor system (one scoped_actor per thread). Internal to gateway/.
+#pragma once
+
+#include "gateway/api.hpp"
+#include "gateway/gateway.hpp"
+
+#include <caf/actor.hpp>
+
+#include <atomic>
+#include <chrono>
+#include <variant>
+
+namespace hub::gateway {
+
+struct Context {
+  GatewayDeps deps;
+  std::atomic<bool> ready{false};
+  std::atomic<bool> attached{false};
+  std::atomic<bool> draining{false};
+  caf::actor scheduler;             // written once, before attached is set
+  runtime::Store* store = nullptr;  // idem
+};
+
+// Asks the scheduler from an HTTP thread; refusals and timeouts become ApiErrors.
+template <class T>
+using Answer = std::variant<T, ApiError>;
+ApiError error_from_actor(const caf::error& err);
+
+void add_system_routes(Router& router, Context& ctx);
+void add_api_routes(Router& router, Context& ctx);
+
+}  // namespace hub::gateway

@@ -1,0 +1,134 @@
+#include "gateway/gateway.hpp"
+
+#include "gateway/context.hpp"
+#include "runtime/clock.hpp"
+
+#include <httplib.h>
+#include <spdlog/spdlog.h>
+#include <sys/socket.h>
+
+#include <condition_variable>
+#include <thread>
+
+namespace hub::gateway {
+
+struct Gateway::Impl {
+  Context ctx;
+  Router router;
+  httplib::Server server;
+  std::thread thread;
+  std::mutex stop_mutex;
+  std::condition_variable stopped_cv;
+  bool stopped = false;
+};
+
+namespace {
+
+std::string request_id_of(const httplib::Request& req) {
+  auto given = req.get_header_value("X-Request-Id");
+  bool sane = !given.empty() && given.size() <= 128 && std::all_of(given.begin(), given.end(), [](unsigned char c) {
+    return std::isalnum(c) || c == '-' || c == '_' || c == '.';
+  });
+  return sane ? given : runtime::new_uuid();
+}
+
+void add_security_headers(httplib::Response& res) {
+  res.set_header("X-Content-Type-Options", "nosniff");
+  res.set_header("X-Frame-Options", "DENY");
+  res.set_header("Referrer-Policy", "strict-origin-when-cross-origin");
+  res.set_header("Cache-Control", "no-store");
+}
+
+}  // namespace
+
+Gateway::Gateway(GatewayDeps deps) : impl_(std::make_unique<Impl>()) {
+  impl_->ctx.deps = std::move(deps);
+  add_system_routes(impl_->router, impl_->ctx);
+  add_api_routes(impl_->router, impl_->ctx);
+
+  auto& server = impl_->server;
+  const auto& cfg = *impl_->ctx.deps.config;
+  auto workers = size_t(cfg.server.workers);
+  server.new_task_queue = [workers] { return new httplib::ThreadPool(workers); };
+  server.set_payload_max_length(size_t(cfg.server.max_body_bytes));
+  server.set_read_timeout(10, 0);
+  server.set_write_timeout(10, 0);
+  server.set_keep_alive_max_count(1000);
+  // httplib's default sets SO_REUSEPORT, which would let a second node share our port.
+  server.set_socket_options([](int sock) {
+    int yes = 1;
+    setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof(yes));
+  });
+  auto handle = [this](const httplib::Request& req, httplib::Response& res) {
+    Call call{req, res, request_id_of(req), {}};
+    res.set_header("X-Request-Id", call.request_id);
+    add_security_headers(res);
+    try {
+      impl_->router.dispatch(call);
+    } catch (const std::exception& e) {
+      spdlog::error("http: {} {} failed: {} (request {})", req.method, req.path, e.what(), call.request_id);
+      send_error(call, ApiError{500, "internal_error", "the request failed inside the node; request id " + call.request_id, {}, 0});
+    }
+  };
+  const std::string any_path = R"(/.*)";
+  server.Get(any_path, handle);
+  server.Post(any_path, handle);
+  server.Put(any_path, handle);
+  server.Delete(any_path, handle);
+  server.Patch(any_path, handle);
+  server.Options(any_path, handle);
+  // Responses httplib makes by itself (413, 400 on a bad request line, ...) get the envelope too.
+  server.set_error_handler([](const httplib::Request& req, httplib::Response& res) {
+    if (!res.body.empty()) return;
+    auto id = request_id_of(req);
+    res.set_header("X-Request-Id", id);
+    add_security_headers(res);
+    send_status_error(res, res.status, id);
+  });
+}
+
+Gateway::~Gateway() {
+  if (impl_->thread.joinable() && !stop(60000)) std::quick_exit(0);
+}
+
+std::string Gateway::bind() {
+  const auto& cfg = *impl_->ctx.deps.config;
+  if (!impl_->server.bind_to_port(cfg.server.host, cfg.server.port))
+    return "cannot listen on " + cfg.server.host + ":" + std::to_string(cfg.server.port) + ": " + std::strerror(errno) +
+           " (is another process using the port?)";
+  return {};
+}
+
+void Gateway::serve() {
+  impl_->thread = std::thread([this] { impl_->server.listen_after_bind(); });
+}
+
+void Gateway::attach(caf::actor_system& system, caf::actor scheduler, runtime::Store* store) {
+  impl_->ctx.deps.system = &system;
+  impl_->ctx.scheduler = std::move(scheduler);
+  impl_->ctx.store = store;
+  impl_->ctx.attached = true;
+}
+
+void Gateway::set_ready(bool ready) { impl_->ctx.ready = ready; }
+
+bool Gateway::stop(int deadline_ms) {
+  if (!impl_->thread.joinable()) return true;
+  impl_->ctx.ready = false;
+  impl_->ctx.draining = true;
+  // httplib's stop() closes the listener, then joins the workers once their requests end.
+  std::thread([impl = impl_.get()] {
+    impl->server.stop();
+    impl->thread.join();
+    std::lock_guard<std::mutex> lock(impl->stop_mutex);
+    impl->stopped = true;
+    impl->stopped_cv.notify_all();
+  }).detach();
+  std::unique_lock<std::mutex> lock(impl_->stop_mutex);
+  if (impl_->stopped_cv.wait_for(lock, std::chrono::milliseconds(deadline_ms), [&] { return impl_->stopped; }))
+    return true;
+  spdlog::warn("http: requests still in flight after {} ms", deadline_ms);
+  return false;
+}
+
+}  // namespace hub::gateway

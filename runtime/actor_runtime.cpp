@@ -1,0 +1,24 @@
+#include "runtime/actor_runtime.hpp"
+
+#include "runtime/domain.hpp"
+
+#include <caf/atom.hpp>
+
+namespace hub::runtime {
+
+HubActorConfig::HubActorConfig(int threads, const std::string& policy) {
+  set("scheduler.max-threads", static_cast<int64_t>(threads));
+  set("scheduler.policy", caf::atom_from_string(policy));
+  add_message_type<Capability>("hub_capability");
+  add_message_type<RequiredCapability>("hub_required_capability");
+  add_message_type<AgentRecord>("hub_agent_record");
+  add_message_type<TaskRecord>("hub_task_record");
+  add_message_type<TaskEvent>("hub_task_event");
+  add_message_type<WriteBatch>("hub_write_batch");
+  add_message_type<std::vector<Capability>>("hub_capabilities");
+  add_message_type<std::vector<RequiredCapability>>("hub_required_capabilities");
+  add_message_type<std::vector<AgentRecord>>("hub_agent_records");
+  add_message_type<std::vector<TaskRecord>>("hub_task_records");
+}
+
+}  // namespace hub::runtime

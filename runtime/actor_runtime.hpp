@@ -1,0 +1,18 @@
+// Actor-system setup: the CAF configuration the node runs with (scheduler threads and
+// policy) and the registration of every message type that crosses actors.
+// Must never spawn actors of its own kinds or know about HTTP.
+#pragma once
+
+#include <caf/actor_system_config.hpp>
+
+#include <string>
+
+namespace hub::runtime {
+
+class HubActorConfig : public caf::actor_system_config {
+ public:
+  // threads: scheduler worker threads; policy: "stealing" or "sharing".
+  HubActorConfig(int threads, const std::string& policy);
+};
+
+}  // namespace hub::runtime

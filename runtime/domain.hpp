@@ -1,0 +1,121 @@
+// The records the node keeps: agents, tasks and the events of a task's life, as the store
+// holds them. Plain data with CAF inspectors (so actors can pass them); JSON-valued fields
+// (payload, result, capabilities, executor) are carried as serialized JSON text.
+// Must never hold behaviour: the actors in actors/ own what these records mean.
+#pragma once
+
+#include <caf/meta/type_name.hpp>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace hub::runtime {
+
+struct Capability {
+  std::string name;
+  double proficiency = 0.5;
+  double learning_rate = 0.1;
+};
+
+struct AgentRecord {
+  std::string id;
+  std::string name;
+  std::string type;            // worker|coordinator|specialist|learner
+  std::string specialization;  // specialist only
+  std::string state;           // idle|working|learning|failed|inactive
+  std::vector<Capability> capabilities;
+  int32_t max_concurrent_tasks = 4;
+  std::string executor_json = R"({"kind":"builtin"})";
+  std::string node;
+  double energy = 100.0;
+  int64_t tasks_completed = 0;
+  int64_t tasks_failed = 0;
+  double avg_duration_ms = 0;
+  int64_t created_at = 0;  // epoch ms
+  int64_t updated_at = 0;
+  bool deleted = false;
+  int32_t running_tasks = 0;  // live view only, not stored
+};
+
+struct RequiredCapability {
+  std::string name;
+  double minimum_proficiency = 0.0;
+};
+
+struct TaskRecord {
+  std::string id;
+  std::string title;
+  std::string description;
+  std::string type;
+  std::string priority = "medium";  // low|medium|high|critical
+  std::vector<RequiredCapability> required_capabilities;
+  std::string payload_json = "null";
+  std::string status = "pending";  // pending|assigned|running|completed|failed|cancelled
+  int32_t attempts = 0;
+  int32_t max_attempts = 3;
+  int64_t timeout_ms = 0;
+  std::string idempotency_key;
+  std::string assigned_agent;
+  std::string node;
+  std::string result_json;  // empty: none
+  std::string error_type;   // empty: none
+  std::string error_message;
+  int64_t created_at = 0;  // epoch ms; 0 = unset
+  int64_t updated_at = 0;
+  int64_t started_at = 0;
+  int64_t completed_at = 0;
+};
+
+struct TaskEvent {
+  std::string task_id;
+  std::string from;
+  std::string to;
+  int64_t at = 0;
+  int32_t attempt = 0;
+  std::string reason;
+};
+
+// Everything one group commit writes: all of it or nothing.
+struct WriteBatch {
+  std::vector<TaskRecord> tasks;  // upserts, by id
+  std::vector<TaskEvent> events;
+  std::vector<AgentRecord> agents;  // upserts, by id
+  bool empty() const { return tasks.empty() && events.empty() && agents.empty(); }
+  size_t size() const { return tasks.size() + events.size() + agents.size(); }
+};
+
+bool is_terminal(const std::string& status);
+int priority_rank(const std::string& priority);  // critical 0 .. low 3; -1 unknown
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, Capability& x) {
+  return f(caf::meta::type_name("capability"), x.name, x.proficiency, x.learning_rate);
+}
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, RequiredCapability& x) {
+  return f(caf::meta::type_name("required_capability"), x.name, x.minimum_proficiency);
+}
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, AgentRecord& x) {
+  return f(caf::meta::type_name("agent_record"), x.id, x.name, x.type, x.specialization, x.state, x.capabilities,
+           x.max_concurrent_tasks, x.executor_json, x.node, x.energy, x.tasks_completed, x.tasks_failed,
+           x.avg_duration_ms, x.created_at, x.updated_at, x.deleted, x.running_tasks);
+}
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, TaskRecord& x) {
+  return f(caf::meta::type_name("task_record"), x.id, x.title, x.description, x.type, x.priority,
+           x.required_capabilities, x.payload_json, x.status, x.attempts, x.max_attempts, x.timeout_ms,
+           x.idempotency_key, x.assigned_agent, x.node, x.result_json, x.error_type, x.error_message, x.created_at,
+           x.updated_at, x.started_at, x.completed_at);
+}
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, TaskEvent& x) {
+  return f(caf::meta::type_name("task_event"), x.task_id, x.from, x.to, x.at, x.attempt, x.reason);
+}
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, WriteBatch& x) {
+  return f(caf::meta::type_name("write_batch"), x.tasks, x.events, x.agents);
+}
+
+}  // namespace hub::runtime

@@ -1,0 +1,297 @@
+// The composition root of a node: wires config, logging, the store, the actor system, the
+// actors and the HTTP gateway, and runs the lifecycle (start, ready, drain, stop). The only
+// place that sees every module.
+#include "actors/scheduler.hpp"
+#include "actors/task_protocol.hpp"
+#include "config/config.hpp"
+#include "gateway/gateway.hpp"
+#include "runtime/actor_runtime.hpp"
+#include "runtime/clock.hpp"
+#include "runtime/logging.hpp"
+#include "runtime/store/store.hpp"
+#include "runtime/store/store_actor.hpp"
+#include "runtime/version.hpp"
+
+#include <CLI/CLI.hpp>
+#include <caf/actor_system.hpp>
+#include <caf/scoped_actor.hpp>
+#include <spdlog/spdlog.h>
+
+#include <condition_variable>
+#include <csignal>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <mutex>
+#include <thread>
+#include <unistd.h>
+
+namespace fs = std::filesystem;
+using namespace hub;
+
+namespace {
+
+std::string data_dir_problem(const std::string& dir) {
+  std::error_code ec;
+  fs::path path(dir);
+  if (fs::exists(path, ec)) {
+    if (!fs::is_directory(path, ec)) return "data directory " + dir + " is not a directory";
+    if (access(dir.c_str(), W_OK) != 0) return "data directory " + dir + " is not writable by this user";
+    return {};
+  }
+  auto parent = fs::absolute(path, ec).parent_path();
+  while (!parent.empty() && !fs::exists(parent, ec)) parent = parent.parent_path();
+  if (parent.empty() || access(parent.c_str(), W_OK) != 0)
+    return "data directory " + dir + " does not exist and cannot be created (" + parent.string() + " is not writable)";
+  return {};
+}
+
+std::string file_dir_problem(const std::string& what, const std::string& file) {
+  if (file.empty()) return {};
+  auto dir = fs::path(file).parent_path();
+  if (dir.empty()) dir = ".";
+  std::error_code ec;
+  if (!fs::exists(dir, ec)) return what + " directory " + dir.string() + " does not exist";
+  if (access(dir.c_str(), W_OK) != 0) return what + " directory " + dir.string() + " is not writable by this user";
+  return {};
+}
+
+fs::path binary_dir() {
+  std::error_code ec;
+  auto exe = fs::read_symlink("/proc/self/exe", ec);
+  return ec ? fs::path() : exe.parent_path();
+}
+
+std::string node_name(const config::Config& cfg) {
+  char host[256] = {0};
+  gethostname(host, sizeof host - 1);
+  return std::string(host) + ":" + std::to_string(cfg.server.port);
+}
+
+int run_check(const config::LoadResult& loaded) {
+  const auto& cfg = loaded.config;
+  std::vector<std::string> problems = loaded.problems;
+  std::cout << "ai-orchestrator-hub " << kVersion << " --check\n";
+  std::cout << "  environment: " << cfg.environment << "\n";
+  std::cout << "  config layers: ";
+  for (size_t i = 0; i < loaded.sources.size(); ++i) std::cout << (i ? " -> " : "") << loaded.sources[i];
+  std::cout << "\n";
+  for (const auto& w : loaded.warnings) std::cout << "  warning: " << w << "\n";
+  if (loaded.ok()) {
+    std::cout << "  http: " << cfg.server.host << ":" << cfg.server.port << " (" << cfg.server.workers << " workers)\n";
+    if (auto p = data_dir_problem(cfg.server.data_dir); !p.empty()) problems.push_back(p);
+    else std::cout << "  data directory: " << cfg.server.data_dir << " (writable)\n";
+    if (auto p = file_dir_problem("log file", cfg.logging.file); !p.empty()) problems.push_back(p);
+    std::string detail;
+    auto db_path = runtime::sqlite_path(cfg.database.url);
+    if (!db_path.empty())
+      if (auto p = data_dir_problem(fs::path(db_path).parent_path().empty() ? "." : fs::path(db_path).parent_path().string());
+          !p.empty())
+        problems.push_back("database: " + p);
+    if (auto why = runtime::probe_database(cfg.database.url, cfg.database.connection_timeout_seconds, detail); !why.empty())
+      problems.push_back("database: " + why);
+    else
+      std::cout << "  database: " << detail << "\n";
+    std::cout << "  actor scheduler: " << cfg.scheduler_threads() << " threads, " << cfg.performance.scheduler_policy << "\n";
+  }
+  if (problems.empty()) {
+    std::cout << "OK\n";
+    return 0;
+  }
+  for (const auto& p : problems) std::cerr << "error: " << p << "\n";
+  std::cerr << problems.size() << " problem" << (problems.size() == 1 ? "" : "s") << " found\n";
+  return 1;
+}
+
+// The signal thread's report to main.
+struct Shutdown {
+  std::mutex mutex;
+  std::condition_variable cv;
+  int signal = 0;
+};
+
+void wait_for_signals(Shutdown* shutdown) {
+  sigset_t set;
+  sigemptyset(&set);
+  for (int s : {SIGTERM, SIGINT, SIGHUP}) sigaddset(&set, s);
+  bool asked = false;
+  while (true) {
+    int sig = 0;
+    if (sigwait(&set, &sig) != 0) continue;
+    if (sig == SIGHUP) {
+      runtime::reopen_log_file();
+      spdlog::info("SIGHUP: log file reopened");
+      continue;
+    }
+    if (asked) {
+      spdlog::warn("second {}: exiting now without draining", strsignal(sig));
+      spdlog::default_logger()->flush();
+      std::_Exit(130);
+    }
+    asked = true;
+    std::lock_guard<std::mutex> lock(shutdown->mutex);
+    shutdown->signal = sig;
+    shutdown->cv.notify_all();
+  }
+}
+
+int run_node(const config::LoadResult& loaded) {
+  const auto& cfg = loaded.config;
+  auto started_ms = runtime::now_ms();
+  if (auto err = runtime::setup_logging({cfg.logging.level, cfg.logging.format, cfg.logging.file}); !err.empty()) {
+    std::cerr << "ai-orchestrator-hub: " << err << "\n";
+    return 1;
+  }
+  spdlog::info("ai-orchestrator-hub {} starting (environment {}, pid {})", kVersion, cfg.environment, getpid());
+  for (const auto& w : loaded.warnings) spdlog::warn("config: {}", w);
+
+  if (auto p = data_dir_problem(cfg.server.data_dir); !p.empty()) {
+    spdlog::error("{}", p);
+    std::cerr << "ai-orchestrator-hub: " << p << "\n";
+    return 1;
+  }
+  std::error_code ec;
+  fs::create_directories(cfg.server.data_dir, ec);
+
+  Shutdown shutdown;
+  std::thread(wait_for_signals, &shutdown).detach();
+
+  auto name = node_name(cfg);
+  gateway::Gateway gateway({nullptr, &cfg, name, kVersion, started_ms});
+  if (auto err = gateway.bind(); !err.empty()) {
+    spdlog::error("{}", err);
+    std::cerr << "ai-orchestrator-hub: " << err << "\n";
+    return 1;
+  }
+
+  auto opened = runtime::open_store({cfg.database.url, cfg.database.connection_timeout_seconds * 1000,
+                                     cfg.database.sqlite_synchronous == "full"});
+  if (opened.error) {
+    spdlog::error("store: {}", opened.error->message);
+    std::cerr << "ai-orchestrator-hub: store: " << opened.error->message << "\n";
+    return 1;
+  }
+  auto& store = *opened.store;
+  spdlog::info("store: {} at {}", store.backend(), cfg.database.url);
+
+  runtime::HubActorConfig actor_config(cfg.scheduler_threads(), cfg.performance.scheduler_policy);
+  caf::actor_system system{actor_config};
+  auto* gw = &gateway;
+  gw->serve();
+  spdlog::info("http: listening on {}:{} ({} workers); not ready until recovery ends", cfg.server.host, cfg.server.port,
+               cfg.server.workers);
+
+  auto store_actor = runtime::spawn_store_actor(system, store);
+  actors::SchedulerOptions options;
+  options.node = name;
+  options.max_concurrent_tasks = cfg.tasks.max_concurrent_tasks;
+  options.max_live_tasks = cfg.tasks.max_queue_size;
+  options.max_agents = cfg.agents.max_agents;
+  options.default_agent_concurrency = cfg.agents.default_max_concurrent_tasks;
+  options.default_pool = cfg.agents.default_pool;
+  auto scheduler = actors::spawn_scheduler(system, options, store_actor);
+
+  auto agents = store.agents();
+  auto tasks = store.unfinished_tasks();
+  bool first_boot = agents.empty() && store.task_counts_by_status().empty();
+  spdlog::info("recovery: {} agents and {} unfinished tasks in the store", agents.size(), tasks.size());
+  bool booted = false;
+  {
+    caf::scoped_actor self{system};
+    self->request(scheduler, caf::infinite, actors::boot_atom::value, std::move(agents), std::move(tasks), first_boot)
+        .receive([&](bool) { booted = true; },
+                 [&](caf::error& err) { spdlog::error("recovery failed: {}", system.render(err)); });
+  }
+  if (!booted) {
+    gw->stop(0);
+    caf::anon_send_exit(scheduler, caf::exit_reason::user_shutdown);
+    caf::anon_send_exit(store_actor, caf::exit_reason::user_shutdown);
+    return 1;
+  }
+  gw->attach(system, scheduler, &store);
+  gw->set_ready(true);
+  spdlog::info("ready in {} ms: http://{}:{}/health", runtime::now_ms() - started_ms, cfg.server.host, cfg.server.port);
+
+  int sig = 0;
+  {
+    std::unique_lock<std::mutex> lock(shutdown.mutex);
+    shutdown.cv.wait(lock, [&] { return shutdown.signal != 0; });
+    sig = shutdown.signal;
+  }
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(cfg.server.shutdown_timeout_ms);
+  auto left_ms = [&] {
+    return int(std::max<int64_t>(
+        0, std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now()).count()));
+  };
+  spdlog::info("{}: shutting down (readiness now 503, deadline {} ms)", strsignal(sig), cfg.server.shutdown_timeout_ms);
+  gw->set_ready(false);
+  bool http_done = gw->stop(left_ms());
+  spdlog::info("http: {}", http_done ? "stopped accepting; in-flight requests finished" : "deadline passed with requests in flight");
+  {
+    caf::scoped_actor self{system};
+    bool drained = false;
+    self->request(scheduler, std::chrono::milliseconds(std::max(1, left_ms())), actors::drain_atom::value)
+        .receive([&](bool) { drained = true; }, [&](caf::error&) {});
+    spdlog::info("tasks: {}", drained ? "running attempts finished" : "deadline passed; unfinished attempts resume at next start");
+    self->request(store_actor, std::chrono::seconds(30), runtime::flush_atom::value)
+        .receive([&](bool) { spdlog::info("store: flushed"); },
+                 [&](caf::error& err) { spdlog::error("store: flush failed: {}", system.render(err)); });
+  }
+  caf::anon_send_exit(scheduler, caf::exit_reason::user_shutdown);
+  caf::anon_send_exit(store_actor, caf::exit_reason::user_shutdown);
+  if (!http_done) {
+    spdlog::info("stopped (exit without waiting for stuck HTTP requests)");
+    spdlog::default_logger()->flush();
+    std::quick_exit(0);
+  }
+  system.await_all_actors_done();
+  spdlog::info("stopped");
+  spdlog::default_logger()->flush();
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  // Signals are taken by one thread (sigwait); every thread started later inherits the mask.
+  sigset_t set;
+  sigemptyset(&set);
+  for (int s : {SIGTERM, SIGINT, SIGHUP}) sigaddset(&set, s);
+  pthread_sigmask(SIG_BLOCK, &set, nullptr);
+  std::signal(SIGPIPE, SIG_IGN);
+
+  CLI::App app{"AI Orchestrator Hub node: orchestrates AI agents and their tasks as CAF actors"};
+  std::string config_file;
+  bool check = false, version = false;
+  app.add_option("--config", config_file, "TOML file layered over settings/ (then the environment wins)");
+  app.add_flag("--check", check, "validate the configuration and reach the dependencies, then exit (0 = all good)");
+  app.add_flag("--version", version, "print the version and exit");
+  app.footer(
+      "Configuration layers: built-in defaults -> settings/default.toml -> settings/$HIVE_ENV.toml -> --config FILE ->\n"
+      "environment (HIVE_SECTION__KEY, DATABASE_URL, JWT_SECRET, API_KEY, LOG_LEVEL, ...). settings/ is looked for in\n"
+      "the working directory, then beside the binary. Signals: SIGTERM/SIGINT drain and exit 0; SIGHUP reopens the log.");
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  }
+  if (version) {
+    std::cout << "ai-orchestrator-hub " << kVersion << " (" << kGitRevision << ")\n";
+    return 0;
+  }
+  std::error_code ec;
+  config::LoadOptions options{config_file, config::current_environment(), fs::current_path(ec), binary_dir()};
+  auto loaded = config::load(options);
+  if (check) return run_check(loaded);
+  if (!loaded.ok()) {
+    for (const auto& p : loaded.problems) std::cerr << "ai-orchestrator-hub: config: " << p << "\n";
+    std::cerr << "ai-orchestrator-hub: refusing to start (run with --check for a full report)\n";
+    return 1;
+  }
+  try {
+    return run_node(loaded);
+  } catch (const std::exception& e) {
+    std::cerr << "ai-orchestrator-hub: fatal: " << e.what() << "\n";
+    return 1;
+  }
+}

@@ -1,0 +1,497 @@
+#include "runtime/store/sqlite_store.hpp"
+
+#include "runtime/clock.hpp"
+
+#include <nlohmann/json.hpp>
+#include <sqlite3.h>
+
+#include <chrono>
+#include <stdexcept>
+
+namespace hub::runtime {
+namespace {
+
+using json = nlohmann::json;
+
+// Schema versions, applied in order inside one transaction each. Never edit a shipped
+// migration: add the next one.
+const char* const kMigrations[] = {
+    // 1: agents, tasks, task events.
+    R"sql(
+CREATE TABLE agents (
+  id TEXT PRIMARY KEY,
+  name TEXT NOT NULL,
+  type TEXT NOT NULL,
+  specialization TEXT NOT NULL DEFAULT '',
+  state TEXT NOT NULL,
+  capabilities TEXT NOT NULL,
+  max_concurrent_tasks INTEGER NOT NULL,
+  executor TEXT NOT NULL,
+  node TEXT NOT NULL DEFAULT '',
+  energy REAL NOT NULL DEFAULT 100,
+  tasks_completed INTEGER NOT NULL DEFAULT 0,
+  tasks_failed INTEGER NOT NULL DEFAULT 0,
+  avg_duration_ms REAL NOT NULL DEFAULT 0,
+  created_at TEXT NOT NULL,
+  updated_at TEXT NOT NULL,
+  deleted INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE tasks (
+  id TEXT PRIMARY KEY,
+  title TEXT NOT NULL DEFAULT '',
+  description TEXT NOT NULL,
+  type TEXT NOT NULL DEFAULT '',
+  priority TEXT NOT NULL,
+  required_capabilities TEXT NOT NULL DEFAULT '[]',
+  payload TEXT NOT NULL DEFAULT 'null',
+  status TEXT NOT NULL,
+  attempts INTEGER NOT NULL DEFAULT 0,
+  max_attempts INTEGER NOT NULL,
+  timeout_ms INTEGER NOT NULL,
+  idempotency_key TEXT UNIQUE,
+  assigned_agent TEXT,
+  node TEXT NOT NULL DEFAULT '',
+  result TEXT,
+  error_type TEXT,
+  error_message TEXT,
+  created_at TEXT NOT NULL,
+  updated_at TEXT NOT NULL,
+  started_at TEXT,
+  completed_at TEXT
+);
+CREATE INDEX idx_tasks_status_created ON tasks(status, created_at);
+CREATE TABLE task_events (
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  task_id TEXT NOT NULL,
+  from_status TEXT NOT NULL DEFAULT '',
+  to_status TEXT NOT NULL,
+  at TEXT NOT NULL,
+  attempt INTEGER NOT NULL DEFAULT 0,
+  reason TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX idx_task_events_task ON task_events(task_id, id);
+)sql",
+};
+
+class Db {
+ public:
+  explicit Db(sqlite3* db) : db_(db) {}
+  ~Db() { sqlite3_close_v2(db_); }
+  Db(const Db&) = delete;
+  Db& operator=(const Db&) = delete;
+  sqlite3* get() const { return db_; }
+
+ private:
+  sqlite3* db_;
+};
+
+class Stmt {
+ public:
+  Stmt(sqlite3* db, const char* sql) {
+    if (sqlite3_prepare_v3(db, sql, -1, SQLITE_PREPARE_PERSISTENT, &stmt_, nullptr) != SQLITE_OK)
+      throw std::runtime_error(std::string("prepare failed: ") + sqlite3_errmsg(db));
+  }
+  ~Stmt() { sqlite3_finalize(stmt_); }
+  Stmt(const Stmt&) = delete;
+  Stmt& operator=(const Stmt&) = delete;
+  sqlite3_stmt* get() const { return stmt_; }
+  void reset() {
+    sqlite3_reset(stmt_);
+    sqlite3_clear_bindings(stmt_);
+  }
+  void text(int i, const std::string& s) { sqlite3_bind_text(stmt_, i, s.data(), int(s.size()), SQLITE_TRANSIENT); }
+  void text_or_null(int i, const std::string& s) {
+    if (s.empty()) sqlite3_bind_null(stmt_, i);
+    else text(i, s);
+  }
+  void time_or_null(int i, int64_t ms) {
+    if (ms <= 0) sqlite3_bind_null(stmt_, i);
+    else text(i, rfc3339(ms));
+  }
+  void integer(int i, int64_t v) { sqlite3_bind_int64(stmt_, i, v); }
+  void real(int i, double v) { sqlite3_bind_double(stmt_, i, v); }
+
+ private:
+  sqlite3_stmt* stmt_ = nullptr;
+};
+
+std::string column_text(sqlite3_stmt* s, int i) {
+  auto p = sqlite3_column_text(s, i);
+  return p ? std::string(reinterpret_cast<const char*>(p), size_t(sqlite3_column_bytes(s, i))) : std::string();
+}
+int64_t column_time(sqlite3_stmt* s, int i) {
+  auto t = column_text(s, i);
+  return t.empty() ? 0 : parse_rfc3339(t);
+}
+
+std::string capabilities_json(const std::vector<Capability>& caps) {
+  json a = json::array();
+  for (const auto& c : caps) a.push_back({{"name", c.name}, {"proficiency", c.proficiency}, {"learning_rate", c.learning_rate}});
+  return a.dump();
+}
+std::vector<Capability> parse_capabilities(const std::string& text) {
+  std::vector<Capability> out;
+  auto a = json::parse(text, nullptr, false);
+  if (!a.is_array()) return out;
+  for (const auto& c : a)
+    out.push_back({c.value("name", ""), c.value("proficiency", 0.5), c.value("learning_rate", 0.1)});
+  return out;
+}
+std::string required_json(const std::vector<RequiredCapability>& caps) {
+  json a = json::array();
+  for (const auto& c : caps) a.push_back({{"name", c.name}, {"minimum_proficiency", c.minimum_proficiency}});
+  return a.dump();
+}
+std::vector<RequiredCapability> parse_required(const std::string& text) {
+  std::vector<RequiredCapability> out;
+  auto a = json::parse(text, nullptr, false);
+  if (!a.is_array()) return out;
+  for (const auto& c : a) out.push_back({c.value("name", ""), c.value("minimum_proficiency", 0.0)});
+  return out;
+}
+
+constexpr const char* kTaskColumns =
+    "id, title, description, type, priority, required_capabilities, payload, status, attempts, max_attempts, "
+    "timeout_ms, idempotency_key, assigned_agent, node, result, error_type, error_message, created_at, updated_at, "
+    "started_at, completed_at";
+
+TaskRecord read_task(sqlite3_stmt* s) {
+  TaskRecord t;
+  t.id = column_text(s, 0);
+  t.title = column_text(s, 1);
+  t.description = column_text(s, 2);
+  t.type = column_text(s, 3);
+  t.priority = column_text(s, 4);
+  t.required_capabilities = parse_required(column_text(s, 5));
+  t.payload_json = column_text(s, 6);
+  t.status = column_text(s, 7);
+  t.attempts = sqlite3_column_int(s, 8);
+  t.max_attempts = sqlite3_column_int(s, 9);
+  t.timeout_ms = sqlite3_column_int64(s, 10);
+  t.idempotency_key = column_text(s, 11);
+  t.assigned_agent = column_text(s, 12);
+  t.node = column_text(s, 13);
+  t.result_json = column_text(s, 14);
+  t.error_type = column_text(s, 15);
+  t.error_message = column_text(s, 16);
+  t.created_at = column_time(s, 17);
+  t.updated_at = column_time(s, 18);
+  t.started_at = column_time(s, 19);
+  t.completed_at = column_time(s, 20);
+  return t;
+}
+
+std::unique_ptr<Db> open_db(const std::string& path, int flags, int busy_timeout_ms, std::string& error) {
+  sqlite3* raw = nullptr;
+  int rc = sqlite3_open_v2(path.c_str(), &raw, flags | SQLITE_OPEN_NOMUTEX, nullptr);
+  auto db = std::make_unique<Db>(raw);
+  if (rc != SQLITE_OK) {
+    error = "cannot open " + path + ": " + (raw ? sqlite3_errmsg(raw) : sqlite3_errstr(rc));
+    return nullptr;
+  }
+  sqlite3_busy_timeout(raw, busy_timeout_ms);
+  return db;
+}
+
+bool exec(sqlite3* db, const std::string& sql, std::string& error) {
+  char* msg = nullptr;
+  if (sqlite3_exec(db, sql.c_str(), nullptr, nullptr, &msg) != SQLITE_OK) {
+    error = msg ? msg : "unknown SQLite error";
+    sqlite3_free(msg);
+    return false;
+  }
+  return true;
+}
+
+}  // namespace
+
+struct SqliteStore::Impl {
+  std::string path;
+  int busy_timeout_ms = 30000;
+  std::unique_ptr<Db> writer;
+  std::unique_ptr<Stmt> upsert_task, insert_event, upsert_agent;
+  std::mutex readers_mutex;
+  std::vector<std::unique_ptr<Db>> idle_readers;
+  std::mutex stats_mutex;
+  StoreStats stats{"sqlite"};
+
+  // A reader connection, returned to the pool when the lease ends.
+  struct Lease {
+    Impl* impl;
+    std::unique_ptr<Db> db;
+    ~Lease() {
+      if (!db) return;
+      std::lock_guard<std::mutex> lock(impl->readers_mutex);
+      impl->idle_readers.push_back(std::move(db));
+    }
+    sqlite3* get() const { return db->get(); }
+  };
+
+  Lease reader() {
+    {
+      std::lock_guard<std::mutex> lock(readers_mutex);
+      if (!idle_readers.empty()) {
+        auto db = std::move(idle_readers.back());
+        idle_readers.pop_back();
+        return Lease{this, std::move(db)};
+      }
+    }
+    std::string error;
+    auto db = open_db(path, SQLITE_OPEN_READONLY, busy_timeout_ms, error);
+    if (!db) throw std::runtime_error(error);
+    return Lease{this, std::move(db)};
+  }
+};
+
+SqliteStore::SqliteStore() : impl_(std::make_unique<Impl>()) {}
+SqliteStore::~SqliteStore() = default;
+
+std::optional<StoreError> SqliteStore::open(const std::string& path, int busy_timeout_ms, bool synchronous_full) {
+  impl_->path = path;
+  impl_->busy_timeout_ms = busy_timeout_ms;
+  std::string error;
+  impl_->writer = open_db(path, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, busy_timeout_ms, error);
+  if (!impl_->writer) return StoreError{"unavailable", error};
+  auto* db = impl_->writer->get();
+  std::string pragmas = "PRAGMA journal_mode=WAL; PRAGMA foreign_keys=ON; PRAGMA synchronous=";
+  pragmas += synchronous_full ? "FULL;" : "NORMAL;";
+  if (!exec(db, pragmas, error)) return StoreError{"unavailable", path + ": " + error};
+  if (!exec(db, "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)",
+            error))
+    return StoreError{"unavailable", path + ": " + error};
+  int current = 0;
+  {
+    Stmt s(db, "SELECT COALESCE(MAX(version), 0) FROM schema_migrations");
+    if (sqlite3_step(s.get()) == SQLITE_ROW) current = sqlite3_column_int(s.get(), 0);
+  }
+  const int latest = int(sizeof(kMigrations) / sizeof(kMigrations[0]));
+  if (current > latest)
+    return StoreError{"corrupt", path + ": schema version " + std::to_string(current) +
+                                     " is newer than this binary knows (" + std::to_string(latest) + ")"};
+  for (int v = current + 1; v <= latest; ++v) {
+    std::string sql = std::string("BEGIN IMMEDIATE;") + kMigrations[v - 1] +
+                      "INSERT INTO schema_migrations(version, applied_at) VALUES (" + std::to_string(v) + ", '" +
+                      now_rfc3339() + "'); COMMIT;";
+    if (!exec(db, sql, error)) {
+      std::string ignored;
+      exec(db, "ROLLBACK", ignored);
+      return StoreError{"corrupt", path + ": migration " + std::to_string(v) + " failed: " + error};
+    }
+  }
+  try {
+    impl_->upsert_task = std::make_unique<Stmt>(
+        db,
+        "INSERT INTO tasks(id, title, description, type, priority, required_capabilities, payload, status, attempts, "
+        "max_attempts, timeout_ms, idempotency_key, assigned_agent, node, result, error_type, error_message, "
+        "created_at, updated_at, started_at, completed_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, "
+        "?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21) ON CONFLICT(id) DO UPDATE SET status = excluded.status, "
+        "attempts = excluded.attempts, assigned_agent = excluded.assigned_agent, node = excluded.node, "
+        "result = excluded.result, error_type = excluded.error_type, error_message = excluded.error_message, "
+        "updated_at = excluded.updated_at, started_at = excluded.started_at, completed_at = excluded.completed_at");
+    impl_->insert_event = std::make_unique<Stmt>(
+        db, "INSERT INTO task_events(task_id, from_status, to_status, at, attempt, reason) VALUES (?1, ?2, ?3, ?4, ?5, ?6)");
+    impl_->upsert_agent = std::make_unique<Stmt>(
+        db,
+        "INSERT INTO agents(id, name, type, specialization, state, capabilities, max_concurrent_tasks, executor, node, "
+        "energy, tasks_completed, tasks_failed, avg_duration_ms, created_at, updated_at, deleted) VALUES (?1, ?2, ?3, "
+        "?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16) ON CONFLICT(id) DO UPDATE SET name = excluded.name, "
+        "state = excluded.state, capabilities = excluded.capabilities, max_concurrent_tasks = "
+        "excluded.max_concurrent_tasks, executor = excluded.executor, node = excluded.node, energy = excluded.energy, "
+        "tasks_completed = excluded.tasks_completed, tasks_failed = excluded.tasks_failed, avg_duration_ms = "
+        "excluded.avg_duration_ms, updated_at = excluded.updated_at, deleted = excluded.deleted");
+  } catch (const std::exception& e) {
+    return StoreError{"corrupt", path + ": " + e.what()};
+  }
+  return std::nullopt;
+}
+
+std::optional<StoreError> SqliteStore::write(const WriteBatch& batch) {
+  if (batch.empty()) return std::nullopt;
+  auto started = std::chrono::steady_clock::now();
+  auto* db = impl_->writer->get();
+  std::string error;
+  auto fail = [&](const std::string& what) -> std::optional<StoreError> {
+    std::string ignored;
+    exec(db, "ROLLBACK", ignored);
+    std::lock_guard<std::mutex> lock(impl_->stats_mutex);
+    ++impl_->stats.write_errors;
+    return StoreError{"io", what};
+  };
+  if (!exec(db, "BEGIN IMMEDIATE", error)) return fail(error);
+  auto step = [&](Stmt& s) {
+    int rc = sqlite3_step(s.get());
+    s.reset();
+    return rc == SQLITE_DONE;
+  };
+  for (const auto& t : batch.tasks) {
+    auto& s = *impl_->upsert_task;
+    s.text(1, t.id);
+    s.text(2, t.title);
+    s.text(3, t.description);
+    s.text(4, t.type);
+    s.text(5, t.priority);
+    s.text(6, required_json(t.required_capabilities));
+    s.text(7, t.payload_json);
+    s.text(8, t.status);
+    s.integer(9, t.attempts);
+    s.integer(10, t.max_attempts);
+    s.integer(11, t.timeout_ms);
+    s.text_or_null(12, t.idempotency_key);
+    s.text_or_null(13, t.assigned_agent);
+    s.text(14, t.node);
+    s.text_or_null(15, t.result_json);
+    s.text_or_null(16, t.error_type);
+    s.text_or_null(17, t.error_message);
+    s.text(18, rfc3339(t.created_at));
+    s.text(19, rfc3339(t.updated_at));
+    s.time_or_null(20, t.started_at);
+    s.time_or_null(21, t.completed_at);
+    if (!step(s)) return fail(std::string("task ") + t.id + ": " + sqlite3_errmsg(db));
+  }
+  for (const auto& e : batch.events) {
+    auto& s = *impl_->insert_event;
+    s.text(1, e.task_id);
+    s.text(2, e.from);
+    s.text(3, e.to);
+    s.text(4, rfc3339(e.at));
+    s.integer(5, e.attempt);
+    s.text(6, e.reason);
+    if (!step(s)) return fail(std::string("event of ") + e.task_id + ": " + sqlite3_errmsg(db));
+  }
+  for (const auto& a : batch.agents) {
+    auto& s = *impl_->upsert_agent;
+    s.text(1, a.id);
+    s.text(2, a.name);
+    s.text(3, a.type);
+    s.text(4, a.specialization);
+    s.text(5, a.state);
+    s.text(6, capabilities_json(a.capabilities));
+    s.integer(7, a.max_concurrent_tasks);
+    s.text(8, a.executor_json);
+    s.text(9, a.node);
+    s.real(10, a.energy);
+    s.integer(11, a.tasks_completed);
+    s.integer(12, a.tasks_failed);
+    s.real(13, a.avg_duration_ms);
+    s.text(14, rfc3339(a.created_at));
+    s.text(15, rfc3339(a.updated_at));
+    s.integer(16, a.deleted ? 1 : 0);
+    if (!step(s)) return fail(std::string("agent ") + a.id + ": " + sqlite3_errmsg(db));
+  }
+  if (!exec(db, "COMMIT", error)) return fail(error);
+  double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - started).count();
+  std::lock_guard<std::mutex> lock(impl_->stats_mutex);
+  ++impl_->stats.writes;
+  impl_->stats.rows_written += int64_t(batch.size());
+  impl_->stats.last_commit_ms = ms;
+  return std::nullopt;
+}
+
+std::optional<TaskRecord> SqliteStore::task(const std::string& id) {
+  auto db = impl_->reader();
+  Stmt s(db.get(), (std::string("SELECT ") + kTaskColumns + " FROM tasks WHERE id = ?1").c_str());
+  s.text(1, id);
+  if (sqlite3_step(s.get()) != SQLITE_ROW) return std::nullopt;
+  return read_task(s.get());
+}
+
+std::vector<TaskEvent> SqliteStore::task_events(const std::string& id) {
+  auto db = impl_->reader();
+  Stmt s(db.get(), "SELECT from_status, to_status, at, attempt, reason FROM task_events WHERE task_id = ?1 ORDER BY id");
+  s.text(1, id);
+  std::vector<TaskEvent> out;
+  while (sqlite3_step(s.get()) == SQLITE_ROW)
+    out.push_back({id, column_text(s.get(), 0), column_text(s.get(), 1), column_time(s.get(), 2),
+                   sqlite3_column_int(s.get(), 3), column_text(s.get(), 4)});
+  return out;
+}
+
+TaskPage SqliteStore::tasks(const TaskFilter& f) {
+  auto db = impl_->reader();
+  std::string where = " WHERE 1=1";
+  std::vector<std::string> args;
+  auto add = [&](const char* column, const std::string& v) {
+    if (v.empty()) return;
+    args.push_back(v);
+    where += std::string(" AND ") + column + " = ?" + std::to_string(args.size());
+  };
+  add("status", f.status);
+  add("type", f.type);
+  add("assigned_agent", f.agent);
+  add("priority", f.priority);
+  TaskPage page;
+  {
+    Stmt s(db.get(), ("SELECT COUNT(*) FROM tasks" + where).c_str());
+    for (size_t i = 0; i < args.size(); ++i) s.text(int(i + 1), args[i]);
+    if (sqlite3_step(s.get()) == SQLITE_ROW) page.total = sqlite3_column_int64(s.get(), 0);
+  }
+  std::string sql = std::string("SELECT ") + kTaskColumns + " FROM tasks" + where + " ORDER BY rowid DESC LIMIT " +
+                    std::to_string(f.limit) + " OFFSET " + std::to_string(f.offset);
+  Stmt s(db.get(), sql.c_str());
+  for (size_t i = 0; i < args.size(); ++i) s.text(int(i + 1), args[i]);
+  while (sqlite3_step(s.get()) == SQLITE_ROW) page.tasks.push_back(read_task(s.get()));
+  return page;
+}
+
+std::optional<std::string> SqliteStore::task_id_by_idempotency_key(const std::string& key) {
+  auto db = impl_->reader();
+  Stmt s(db.get(), "SELECT id FROM tasks WHERE idempotency_key = ?1");
+  s.text(1, key);
+  if (sqlite3_step(s.get()) != SQLITE_ROW) return std::nullopt;
+  return column_text(s.get(), 0);
+}
+
+std::vector<TaskRecord> SqliteStore::unfinished_tasks() {
+  auto db = impl_->reader();
+  Stmt s(db.get(), (std::string("SELECT ") + kTaskColumns +
+                    " FROM tasks WHERE status IN ('pending', 'assigned', 'running') ORDER BY created_at, rowid")
+                       .c_str());
+  std::vector<TaskRecord> out;
+  while (sqlite3_step(s.get()) == SQLITE_ROW) out.push_back(read_task(s.get()));
+  return out;
+}
+
+std::map<std::string, int64_t> SqliteStore::task_counts_by_status() {
+  auto db = impl_->reader();
+  Stmt s(db.get(), "SELECT status, COUNT(*) FROM tasks GROUP BY status");
+  std::map<std::string, int64_t> out;
+  while (sqlite3_step(s.get()) == SQLITE_ROW) out[column_text(s.get(), 0)] = sqlite3_column_int64(s.get(), 1);
+  return out;
+}
+
+std::vector<AgentRecord> SqliteStore::agents() {
+  auto db = impl_->reader();
+  Stmt s(db.get(),
+         "SELECT id, name, type, specialization, state, capabilities, max_concurrent_tasks, executor, node, energy, "
+         "tasks_completed, tasks_failed, avg_duration_ms, created_at, updated_at FROM agents WHERE deleted = 0 "
+         "ORDER BY created_at, rowid");
+  std::vector<AgentRecord> out;
+  while (sqlite3_step(s.get()) == SQLITE_ROW) {
+    AgentRecord a;
+    auto* r = s.get();
+    a.id = column_text(r, 0);
+    a.name = column_text(r, 1);
+    a.type = column_text(r, 2);
+    a.specialization = column_text(r, 3);
+    a.state = column_text(r, 4);
+    a.capabilities = parse_capabilities(column_text(r, 5));
+    a.max_concurrent_tasks = sqlite3_column_int(r, 6);
+    a.executor_json = column_text(r, 7);
+    a.node = column_text(r, 8);
+    a.energy = sqlite3_column_double(r, 9);
+    a.tasks_completed = sqlite3_column_int64(r, 10);
+    a.tasks_failed = sqlite3_column_int64(r, 11);
+    a.avg_duration_ms = sqlite3_column_double(r, 12);
+    a.created_at = column_time(r, 13);
+    a.updated_at = column_time(r, 14);
+    out.push_back(std::move(a));
+  }
+  return out;
+}
+
+StoreStats SqliteStore::stats() {
+  std::lock_guard<std::mutex> lock(impl_->stats_mutex);
+  return impl_->stats;
+}
+
+}  // namespace hub::runtime

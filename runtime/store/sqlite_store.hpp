@@ -1,0 +1,37 @@
+// The embedded store: one SQLite file in WAL mode, one writer connection (owned by the
+// store actor's thread), a pool of read-only connections for everyone else. Online
+// `sqlite3 hive.db ".backup b.db"` is safe while it runs.
+#pragma once
+
+#include "runtime/store/store.hpp"
+
+#include <memory>
+#include <mutex>
+
+namespace hub::runtime {
+
+class SqliteStore final : public Store {
+ public:
+  SqliteStore();
+  ~SqliteStore() override;
+
+  // Opens or creates the file and applies pending migrations.
+  std::optional<StoreError> open(const std::string& path, int busy_timeout_ms, bool synchronous_full);
+
+  std::string backend() const override { return "sqlite"; }
+  std::optional<StoreError> write(const WriteBatch& batch) override;
+  std::optional<TaskRecord> task(const std::string& id) override;
+  std::vector<TaskEvent> task_events(const std::string& id) override;
+  TaskPage tasks(const TaskFilter& filter) override;
+  std::optional<std::string> task_id_by_idempotency_key(const std::string& key) override;
+  std::vector<TaskRecord> unfinished_tasks() override;
+  std::map<std::string, int64_t> task_counts_by_status() override;
+  std::vector<AgentRecord> agents() override;
+  StoreStats stats() override;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace hub::runtime

@@ -1,0 +1,109 @@
+#include "runtime/store/store.hpp"
+
+#include "runtime/store/sqlite_store.hpp"
+
+#include <libpq-fe.h>
+#include <sqlite3.h>
+
+#include <filesystem>
+
+namespace hub::runtime {
+
+bool is_terminal(const std::string& status) {
+  return status == "completed" || status == "failed" || status == "cancelled";
+}
+
+int priority_rank(const std::string& p) {
+  if (p == "critical") return 0;
+  if (p == "high") return 1;
+  if (p == "medium") return 2;
+  if (p == "low") return 3;
+  return -1;
+}
+
+std::string sqlite_path(const std::string& url) {
+  const std::string scheme = "sqlite://";
+  return url.rfind(scheme, 0) == 0 ? url.substr(scheme.size()) : std::string();
+}
+
+namespace {
+bool is_postgres(const std::string& url) {
+  return url.rfind("postgresql://", 0) == 0 || url.rfind("postgres://", 0) == 0;
+}
+}  // namespace
+
+OpenResult open_store(const StoreOptions& options) {
+  OpenResult result;
+  if (is_postgres(options.url)) {
+    result.error = StoreError{"unavailable",
+                              "the PostgreSQL store arrives with issue #4; use a sqlite:// URL for [database] url"};
+    return result;
+  }
+  auto path = sqlite_path(options.url);
+  if (path.empty()) {
+    result.error = StoreError{"unavailable", "unsupported database URL " + options.url};
+    return result;
+  }
+  std::error_code ec;
+  auto dir = std::filesystem::path(path).parent_path();
+  if (!dir.empty()) std::filesystem::create_directories(dir, ec);
+  if (ec) {
+    result.error = StoreError{"unavailable", "cannot create " + dir.string() + ": " + ec.message()};
+    return result;
+  }
+  auto store = std::make_unique<SqliteStore>();
+  if (auto err = store->open(path, options.busy_timeout_ms, options.synchronous_full)) {
+    result.error = err;
+    return result;
+  }
+  result.store = std::move(store);
+  return result;
+}
+
+std::string probe_database(const std::string& url, int timeout_seconds, std::string& detail) {
+  if (is_postgres(url)) {
+    std::string conninfo = url;
+    conninfo += (url.find('?') == std::string::npos ? "?" : "&");
+    conninfo += "connect_timeout=" + std::to_string(std::max(1, timeout_seconds));
+    PGconn* conn = PQconnectdb(conninfo.c_str());
+    std::string why;
+    if (PQstatus(conn) != CONNECTION_OK) {
+      why = PQerrorMessage(conn);
+      while (!why.empty() && (why.back() == '\n' || why.back() == ' ')) why.pop_back();
+      for (auto& ch : why)
+        if (ch == '\n') ch = ' ';
+      why = "PostgreSQL is not reachable: " + why;
+    } else {
+      detail = "PostgreSQL " + std::to_string(PQserverVersion(conn) / 10000) + " at " + PQhost(conn) + ":" + PQport(conn) +
+               ", database " + PQdb(conn) + " (reachable; the PostgreSQL store itself arrives with issue #4)";
+    }
+    PQfinish(conn);
+    return why;
+  }
+  auto path = sqlite_path(url);
+  if (path.empty()) return "unsupported database URL " + url;
+  std::error_code ec;
+  if (!std::filesystem::exists(path, ec)) {
+    auto dir = std::filesystem::path(path).parent_path();
+    detail = "SQLite " + std::string(sqlite3_libversion()) + ", " + path + " (will be created)";
+    (void)dir;
+    return {};
+  }
+  sqlite3* db = nullptr;
+  int rc = sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READONLY, nullptr);
+  std::string why;
+  if (rc == SQLITE_OK) {
+    sqlite3_busy_timeout(db, timeout_seconds * 1000);
+    char* msg = nullptr;
+    rc = sqlite3_exec(db, "SELECT count(*) FROM sqlite_master", nullptr, nullptr, &msg);
+    if (rc != SQLITE_OK) why = "SQLite file " + path + " is not usable: " + (msg ? msg : sqlite3_errstr(rc));
+    sqlite3_free(msg);
+  } else {
+    why = "cannot open SQLite file " + path + ": " + sqlite3_errstr(rc);
+  }
+  sqlite3_close_v2(db);
+  if (why.empty()) detail = "SQLite " + std::string(sqlite3_libversion()) + ", " + path + " (readable)";
+  return why;
+}
+
+}  // namespace hub::runtime

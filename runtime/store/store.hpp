@@ -1,0 +1,81 @@
+// The store: where agents, tasks and task events live durably. One interface, two backends
+// (SQLite embedded by default; PostgreSQL arrives with issue #4).
+// Threading: write() is called by one writer (the store actor) only; every read is safe
+// from any thread and never blocks the writer for long (SQLite WAL readers).
+// Must never know about actors or HTTP.
+#pragma once
+
+#include "runtime/domain.hpp"
+
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace hub::runtime {
+
+struct StoreError {
+  std::string code;     // "unavailable", "corrupt", "constraint", "io"
+  std::string message;  // one line, for operators
+};
+
+struct TaskFilter {
+  std::string status, type, agent, priority;
+  int limit = 50;
+  int offset = 0;
+};
+
+struct TaskPage {
+  std::vector<TaskRecord> tasks;
+  int64_t total = 0;
+};
+
+struct StoreStats {
+  std::string backend;
+  int64_t writes = 0;        // committed transactions
+  int64_t rows_written = 0;
+  int64_t write_errors = 0;
+  double last_commit_ms = 0;
+};
+
+class Store {
+ public:
+  virtual ~Store() = default;
+  virtual std::string backend() const = 0;
+
+  // One transaction: all of the batch or none of it.
+  virtual std::optional<StoreError> write(const WriteBatch& batch) = 0;
+
+  virtual std::optional<TaskRecord> task(const std::string& id) = 0;
+  virtual std::vector<TaskEvent> task_events(const std::string& id) = 0;
+  virtual TaskPage tasks(const TaskFilter& filter) = 0;
+  virtual std::optional<std::string> task_id_by_idempotency_key(const std::string& key) = 0;
+  virtual std::vector<TaskRecord> unfinished_tasks() = 0;
+  virtual std::map<std::string, int64_t> task_counts_by_status() = 0;
+  virtual std::vector<AgentRecord> agents() = 0;  // not deleted
+  virtual StoreStats stats() = 0;
+};
+
+struct StoreOptions {
+  std::string url;  // sqlite://PATH
+  int busy_timeout_ms = 30000;
+  bool synchronous_full = true;
+};
+
+struct OpenResult {
+  std::unique_ptr<Store> store;
+  std::optional<StoreError> error;
+};
+
+// Opens (creating and migrating as needed) the store the URL names.
+OpenResult open_store(const StoreOptions& options);
+
+// For `--check`: can the database the URL names be reached? Never creates or changes
+// anything. Returns "" and fills `detail` when reachable, else the reason.
+std::string probe_database(const std::string& url, int timeout_seconds, std::string& detail);
+
+// The file path of a sqlite:// URL ("" for other schemes).
+std::string sqlite_path(const std::string& url);
+
+}  // namespace hub::runtime

@@ -1,0 +1,23 @@
+// The store actor: the single writer of the store, on its own thread (a detached actor, so
+// SQLite/libpq calls never block the cooperative scheduler). Group commit: every batch that
+// arrives while a transaction is being written joins the next one; each sender's reply
+// (`true`, or an error) comes only after its batch is durable.
+//
+//   (persist_atom, WriteBatch) -> bool     durable, or error(sec::runtime_error, reason)
+//   (flush_atom)               -> bool     everything received so far is durable
+#pragma once
+
+#include <caf/atom.hpp>
+#include <caf/fwd.hpp>
+
+namespace hub::runtime {
+
+class Store;
+
+using persist_atom = caf::atom_constant<caf::atom("persist")>;
+using flush_atom = caf::atom_constant<caf::atom("flush")>;
+
+// `store` must outlive the actor.
+caf::actor spawn_store_actor(caf::actor_system& system, Store& store);
+
+}  // namespace hub::runtime
