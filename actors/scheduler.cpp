@@ -55,6 +55,7 @@ struct SchedulerState {
   SchedulerOptions options;
   caf::actor store;
   std::unordered_map<std::string, AgentEntry> agents;
+  std::vector<caf::actor> retiring;  // deleted agents finishing their last tasks
   std::unordered_map<std::string, caf::actor> live;         // task id -> task actor
   std::unordered_map<std::string, std::string> live_keys;   // idempotency key -> task id
   std::unordered_map<std::string, std::string> key_of;      // task id -> idempotency key
@@ -244,6 +245,14 @@ std::string status_json(SchedulerActor* self) {
 caf::behavior scheduler_actor(SchedulerActor* self, SchedulerOptions options, caf::actor store) {
   self->state.options = std::move(options);
   self->state.store = std::move(store);
+  // Agents and tasks live as long as their scheduler: its exit takes them along.
+  self->set_exit_handler([=](caf::exit_msg& msg) {
+    auto& st = self->state;
+    for (auto& [id, a] : st.agents) self->send_exit(a.handle, msg.reason);
+    for (auto& a : st.retiring) self->send_exit(a, msg.reason);
+    for (auto& [id, t] : st.live) self->send_exit(t, msg.reason);
+    self->quit(msg.reason);
+  });
   return {
       [=](boot_atom, std::vector<AgentRecord>& agents, std::vector<TaskRecord>& tasks, bool first_boot) -> caf::result<bool> {
         auto& st = self->state;
@@ -445,6 +454,7 @@ caf::behavior scheduler_actor(SchedulerActor* self, SchedulerOptions options, ca
         auto view = live_view(it->second);
         view.deleted = true;
         self->send(it->second.handle, delete_atom::value);
+        st.retiring.push_back(it->second.handle);
         st.agents.erase(it);
         return view;
       },

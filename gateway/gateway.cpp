@@ -70,6 +70,15 @@ Gateway::Gateway(GatewayDeps deps) : impl_(std::make_unique<Impl>()) {
       send_error(call, ApiError{500, "internal_error", "the request failed inside the node; request id " + call.request_id, {}, 0});
     }
   };
+  // httplib answers 400 by itself to a POST without Content-Length (curl -X POST with no
+  // data), before any route runs; such requests carry no body, so route them right here.
+  server.set_pre_routing_handler([handle](const httplib::Request& req, httplib::Response& res) {
+    bool bodiless = !req.has_header("Content-Length") && !req.has_header("Transfer-Encoding");
+    if (!bodiless || req.method == "GET" || req.method == "HEAD" || req.method == "OPTIONS")
+      return httplib::Server::HandlerResponse::Unhandled;
+    handle(req, res);
+    return httplib::Server::HandlerResponse::Handled;
+  });
   const std::string any_path = R"(/.*)";
   server.Get(any_path, handle);
   server.Post(any_path, handle);

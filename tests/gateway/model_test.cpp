@@ -1,0 +1,126 @@
+#define BOOST_TEST_MODULE gateway_model
+#include <boost/test/unit_test.hpp>
+
+#include "gateway/model.hpp"
+
+using namespace hub::gateway;
+using hub::runtime::AgentRecord;
+using hub::runtime::TaskRecord;
+
+namespace {
+
+std::string field_of(const json& body) {
+  auto r = task_from_json(body, {});
+  auto* e = std::get_if<ApiError>(&r);
+  return e ? (e->field.empty() ? "<no field>" : e->field) : "<accepted>";
+}
+std::string agent_field_of(const json& body) {
+  auto r = agent_from_json(body, 4);
+  auto* e = std::get_if<ApiError>(&r);
+  return e ? (e->field.empty() ? "<no field>" : e->field) : "<accepted>";
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(a_minimal_task_gets_defaults) {
+  auto r = task_from_json(json{{"description", "x"}}, {5, 1234});
+  auto& t = std::get<TaskRecord>(r);
+  BOOST_TEST(t.priority == "medium");
+  BOOST_TEST(t.max_attempts == 5);
+  BOOST_TEST(t.timeout_ms == 1234);
+  BOOST_TEST(t.status == "pending");
+  BOOST_TEST(t.id.size() == 36u);
+  BOOST_TEST(t.payload_json == "null");
+}
+
+BOOST_AUTO_TEST_CASE(every_task_field_is_validated) {
+  BOOST_TEST(field_of({{"type", "echo"}}) == "description");
+  BOOST_TEST(field_of({{"description", "  "}}) == "description");
+  BOOST_TEST(field_of({{"description", 42}}) == "description");
+  BOOST_TEST(field_of({{"description", std::string(10001, 'a')}}) == "description");
+  BOOST_TEST(field_of({{"description", "x"}, {"title", 1}}) == "title");
+  BOOST_TEST(field_of({{"description", "x"}, {"type", json::array()}}) == "type");
+  BOOST_TEST(field_of({{"description", "x"}, {"priority", "urgent"}}) == "priority");
+  BOOST_TEST(field_of({{"description", "x"}, {"priority", 2}}) == "priority");
+  BOOST_TEST(field_of({{"description", "x"}, {"required_capabilities", "nlp"}}) == "required_capabilities");
+  BOOST_TEST(field_of({{"description", "x"}, {"required_capabilities", {{{"minimum_proficiency", 0.5}}}}}) ==
+             "required_capabilities[0].name");
+  BOOST_TEST(field_of({{"description", "x"}, {"required_capabilities", {{{"name", "a"}, {"minimum_proficiency", 1.5}}}}}) ==
+             "required_capabilities[0].minimum_proficiency");
+  BOOST_TEST(field_of({{"description", "x"}, {"required_capabilities", {{{"name", "a"}, {"colour", 1}}}}}) ==
+             "required_capabilities[0].colour");
+  BOOST_TEST(field_of({{"description", "x"}, {"max_attempts", 0}}) == "max_attempts");
+  BOOST_TEST(field_of({{"description", "x"}, {"max_attempts", 1.5}}) == "max_attempts");
+  BOOST_TEST(field_of({{"description", "x"}, {"timeout_ms", -1}}) == "timeout_ms");
+  BOOST_TEST(field_of({{"description", "x"}, {"idempotency_key", 7}}) == "idempotency_key");
+  BOOST_TEST(field_of({{"description", "x"}, {"context", 7}}) == "context");
+  BOOST_TEST(field_of({{"description", "x"}, {"colour", "red"}}) == "colour");
+}
+
+BOOST_AUTO_TEST_CASE(the_original_request_bodies_still_work) {
+  auto r = task_from_json({{"description", "d"}, {"title", "t"}, {"type", "echo"}, {"priority", "High"},
+                           {"required_capabilities", {{{"name", "nlp"}, {"min_proficiency", 0.3}}}}},
+                          {});
+  auto& t = std::get<TaskRecord>(r);
+  BOOST_TEST(t.priority == "high");
+  BOOST_TEST(t.required_capabilities.at(0).minimum_proficiency == 0.3);
+  auto a = agent_from_json({{"name", "W1"}, {"agent_type", "worker"}, {"type", "worker"}}, 4);
+  BOOST_TEST(std::get<AgentRecord>(a).type == "worker");
+}
+
+BOOST_AUTO_TEST_CASE(the_idempotency_header_applies_when_the_body_has_no_key) {
+  BOOST_TEST(std::get<TaskRecord>(task_from_json({{"description", "x"}}, {}, "hk")).idempotency_key == "hk");
+  BOOST_TEST(std::get<TaskRecord>(task_from_json({{"description", "x"}, {"idempotency_key", "bk"}}, {}, "hk"))
+                 .idempotency_key == "bk");
+}
+
+BOOST_AUTO_TEST_CASE(specialist_alias_sets_specialization_and_capability) {
+  auto a = std::get<AgentRecord>(agent_from_json({{"name", "v"}, {"agent_type", "specialist:vision"}}, 4));
+  BOOST_TEST(a.type == "specialist");
+  BOOST_TEST(a.specialization == "vision");
+  BOOST_TEST(a.capabilities.at(0).name == "vision");
+  BOOST_TEST(a.max_concurrent_tasks == 4);
+}
+
+BOOST_AUTO_TEST_CASE(every_agent_field_is_validated) {
+  BOOST_TEST(agent_field_of({{"type", "worker"}}) == "name");
+  BOOST_TEST(agent_field_of({{"name", "a/b"}, {"type", "worker"}}) == "name");
+  BOOST_TEST(agent_field_of({{"name", "a"}}) == "type");
+  BOOST_TEST(agent_field_of({{"name", "a"}, {"type", "robot"}}) == "type");
+  BOOST_TEST(agent_field_of({{"name", "a"}, {"agent_type", "worker:x"}}) == "agent_type");
+  BOOST_TEST(agent_field_of({{"name", "a"}, {"agent_type", "specialist:"}}) == "agent_type");
+  BOOST_TEST(agent_field_of({{"name", "a"}, {"type", "learner"}, {"agent_type", "worker"}}) == "type");
+  BOOST_TEST(agent_field_of({{"name", "a"}, {"type", "worker"}, {"specialization", "x"}}) == "specialization");
+  BOOST_TEST(agent_field_of({{"name", "a"}, {"type", "worker"}, {"capabilities", {{{"name", "x"}, {"proficiency", 2}}}}}) ==
+             "capabilities[0].proficiency");
+  BOOST_TEST(agent_field_of({{"name", "a"}, {"type", "worker"}, {"capabilities", {{{"name", "x"}, {"learning_rate", -1}}}}}) ==
+             "capabilities[0].learning_rate");
+  BOOST_TEST(agent_field_of({{"name", "a"}, {"type", "worker"}, {"max_concurrent_tasks", 0}}) == "max_concurrent_tasks");
+  BOOST_TEST(agent_field_of({{"name", "a"}, {"type", "worker"}, {"executor", {{"kind", "exec"}}}}) == "executor.kind");
+  BOOST_TEST(agent_field_of({{"name", "a"}, {"type", "worker"}, {"executor", "builtin"}}) == "executor");
+  BOOST_TEST(agent_field_of({{"name", "a"}, {"type", "worker"}, {"extra", 1}}) == "extra");
+}
+
+BOOST_AUTO_TEST_CASE(views_carry_the_contract_fields) {
+  TaskRecord t;
+  t.id = "x";
+  t.result_json = R"({"a":1})";
+  t.error_type = "timeout";
+  t.error_message = "slow";
+  t.created_at = 1700000000123;
+  auto v = task_view(t);
+  BOOST_TEST(v["result"]["a"] == 1);
+  BOOST_TEST(v["error"]["type"] == "timeout");
+  BOOST_TEST(v["created_at"] == "2023-11-14T22:13:20.123Z");
+  BOOST_TEST(v["completed_at"].is_null());
+}
+
+BOOST_AUTO_TEST_CASE(paging_is_bounded) {
+  int limit = 50, offset = 0;
+  BOOST_TEST(!read_paging({{"limit", "10"}, {"offset", "5"}}, limit, offset));
+  BOOST_TEST(limit == 10);
+  BOOST_TEST(offset == 5);
+  BOOST_TEST(read_paging({{"limit", "1001"}}, limit, offset)->field == "limit");
+  BOOST_TEST(read_paging({{"limit", "abc"}}, limit, offset)->field == "limit");
+  BOOST_TEST(read_paging({{"offset", "-1"}}, limit, offset)->field == "offset");
+}

@@ -1,0 +1,140 @@
+#define BOOST_TEST_MODULE store
+#include <boost/test/unit_test.hpp>
+
+#include "runtime/clock.hpp"
+#include "runtime/store/store.hpp"
+
+#include <filesystem>
+#include <sqlite3.h>
+
+using namespace hub::runtime;
+namespace fs = std::filesystem;
+
+namespace {
+
+struct Fixture {
+  fs::path dir = fs::temp_directory_path() / ("hub-store-test-" + new_uuid());
+  std::string url = "sqlite://" + (dir / "hive.db").string();
+  std::unique_ptr<Store> store;
+  Fixture() {
+    auto opened = open_store({url, 5000, false});
+    BOOST_REQUIRE(!opened.error);
+    store = std::move(opened.store);
+  }
+  ~Fixture() {
+    store.reset();
+    fs::remove_all(dir);
+  }
+};
+
+TaskRecord make_task(const std::string& status = "pending", const std::string& key = "") {
+  TaskRecord t;
+  t.id = new_uuid();
+  t.description = "d";
+  t.type = "echo";
+  t.status = status;
+  t.idempotency_key = key;
+  t.required_capabilities = {{"nlp", 0.5}};
+  t.payload_json = R"({"x":1})";
+  t.created_at = t.updated_at = now_ms();
+  return t;
+}
+
+}  // namespace
+
+BOOST_FIXTURE_TEST_CASE(migrations_create_the_guide_schema_and_reopen_cleanly, Fixture) {
+  store.reset();
+  auto again = open_store({url, 5000, false});  // second open: nothing left to migrate
+  BOOST_REQUIRE(!again.error);
+  sqlite3* db = nullptr;
+  BOOST_REQUIRE(sqlite3_open((dir / "hive.db").c_str(), &db) == SQLITE_OK);
+  sqlite3_stmt* s = nullptr;
+  sqlite3_prepare_v2(db, "SELECT name FROM sqlite_master WHERE name = 'idx_tasks_status_created'", -1, &s, nullptr);
+  BOOST_TEST(sqlite3_step(s) == SQLITE_ROW);
+  sqlite3_finalize(s);
+  sqlite3_prepare_v2(db, "SELECT MAX(version) FROM schema_migrations", -1, &s, nullptr);
+  BOOST_TEST(sqlite3_step(s) == SQLITE_ROW);
+  BOOST_TEST(sqlite3_column_int(s, 0) == 1);
+  sqlite3_finalize(s);
+  sqlite3_prepare_v2(db, "PRAGMA journal_mode", -1, &s, nullptr);
+  sqlite3_step(s);
+  BOOST_TEST(std::string(reinterpret_cast<const char*>(sqlite3_column_text(s, 0))) == "wal");
+  sqlite3_finalize(s);
+  sqlite3_close(db);
+}
+
+BOOST_FIXTURE_TEST_CASE(a_batch_round_trips_tasks_events_and_agents, Fixture) {
+  auto t = make_task();
+  AgentRecord a;
+  a.id = new_uuid();
+  a.name = "w";
+  a.type = "worker";
+  a.state = "idle";
+  a.capabilities = {{"general", 0.7, 0.2}};
+  a.created_at = a.updated_at = now_ms();
+  WriteBatch b;
+  b.tasks.push_back(t);
+  b.events.push_back({t.id, "", "pending", now_ms(), 0, "submitted"});
+  b.agents.push_back(a);
+  BOOST_REQUIRE(!store->write(b));
+  auto back = store->task(t.id);
+  BOOST_REQUIRE(back);
+  BOOST_TEST(back->payload_json == t.payload_json);
+  BOOST_TEST(back->required_capabilities.at(0).name == "nlp");
+  BOOST_TEST(back->created_at == t.created_at);
+  BOOST_TEST(store->task_events(t.id).size() == 1u);
+  auto agents = store->agents();
+  BOOST_REQUIRE(agents.size() == 1u);
+  BOOST_TEST(agents[0].capabilities.at(0).proficiency == 0.7);
+  BOOST_TEST(store->stats().writes == 1);
+}
+
+BOOST_FIXTURE_TEST_CASE(an_upsert_moves_status_and_keeps_the_definition, Fixture) {
+  auto t = make_task();
+  BOOST_REQUIRE(!store->write({{t}, {}, {}}));
+  t.status = "completed";
+  t.result_json = "42";
+  t.completed_at = now_ms();
+  BOOST_REQUIRE(!store->write({{t}, {}, {}}));
+  auto back = store->task(t.id);
+  BOOST_TEST(back->status == "completed");
+  BOOST_TEST(back->result_json == "42");
+  BOOST_TEST(store->unfinished_tasks().empty());
+  BOOST_TEST(store->task_counts_by_status().at("completed") == 1);
+}
+
+BOOST_FIXTURE_TEST_CASE(a_failing_batch_writes_nothing, Fixture) {
+  auto first = make_task("pending", "same-key");
+  BOOST_REQUIRE(!store->write({{first}, {}, {}}));
+  auto other = make_task();
+  auto clash = make_task("pending", "same-key");
+  auto err = store->write({{other, clash}, {}, {}});
+  BOOST_TEST(err.has_value());
+  BOOST_TEST(!store->task(other.id));
+  BOOST_TEST(*store->task_id_by_idempotency_key("same-key") == first.id);
+  BOOST_TEST(store->stats().write_errors == 1);
+}
+
+BOOST_FIXTURE_TEST_CASE(listing_filters_pages_and_counts, Fixture) {
+  WriteBatch b;
+  for (int i = 0; i < 30; ++i) b.tasks.push_back(make_task(i % 3 == 0 ? "failed" : "pending"));
+  BOOST_REQUIRE(!store->write(b));
+  TaskFilter f;
+  f.status = "failed";
+  f.limit = 4;
+  auto page = store->tasks(f);
+  BOOST_TEST(page.total == 10);
+  BOOST_TEST(page.tasks.size() == 4u);
+  BOOST_TEST(page.tasks[0].id == b.tasks[27].id);  // newest first
+  BOOST_TEST(store->unfinished_tasks().size() == 20u);
+}
+
+BOOST_AUTO_TEST_CASE(probing_never_creates_and_reports_unreachable_databases) {
+  std::string detail;
+  auto path = fs::temp_directory_path() / ("hub-probe-" + new_uuid() + ".db");
+  BOOST_TEST(probe_database("sqlite://" + path.string(), 1, detail).empty());
+  BOOST_TEST(!fs::exists(path));
+  BOOST_TEST(detail.find("will be created") != std::string::npos);
+  auto why = probe_database("postgresql://postgres@127.0.0.1:1/none", 1, detail);
+  BOOST_TEST(why.find("PostgreSQL is not reachable") != std::string::npos);
+}
