@@ -14,6 +14,7 @@
 #include <cmath>
 #include <chrono>
 #include <functional>
+#include <map>
 #include <random>
 
 namespace hub::actors {
@@ -33,11 +34,12 @@ struct TaskState {
   TaskRecord record;
   caf::actor scheduler;
   caf::actor store;
-  caf::actor agent;          // during an attempt
+  caf::actor agent;            // during an attempt
   uint64_t attempt_epoch = 0;  // outcomes of an earlier attempt are ignored
   bool cancelling = false;
-  bool persisting = false;
-  std::vector<std::function<void()>> after_persist;  // transitions queued behind the one in flight
+  uint64_t next_write = 0;
+  // Writes the store refused, with what waits on them, to be sent again.
+  std::map<uint64_t, std::pair<runtime::WriteBatch, std::function<void()>>> refused;
   std::vector<caf::response_promise> waiters;         // wait: true once terminal
   std::vector<caf::response_promise> cancel_waiters;  // cancel: the terminal record
   static inline const char* name = "task";
@@ -47,63 +49,45 @@ using TaskActor = caf::stateful_actor<TaskState>;
 
 void finish_actor(TaskActor* self);
 
-// Applies a transition to the record, persists it, then runs `then`. Transitions are
-// serialized: one store write at a time per task, in order.
-void transition(TaskActor* self, const std::string& to, const std::string& reason, std::function<void()> then) {
+// Sends a write to the store at once; `then` runs once it is durable. The writes of one
+// task reach the store actor in the order they were sent (one sender, one receiver), so
+// none waits for an earlier one: only what is acknowledged to others (the end of the task)
+// waits for durability.
+void persist(TaskActor* self, runtime::WriteBatch batch, std::function<void()> then) {
+  self->request(self->state.store, caf::infinite, runtime::persist_atom::value, batch)
+      .then(
+          [=](bool) {
+            if (then) then();
+          },
+          [=](caf::error&) {
+            auto& st = self->state;
+            auto id = st.next_write++;
+            st.refused.emplace(id, std::make_pair(batch, then));
+            self->delayed_send(self, std::chrono::milliseconds(200), persist_tick_atom::value, id);
+          });
+}
+
+// Applies a transition to the record and persists it with its event.
+void transition(TaskActor* self, const std::string& to, const std::string& reason, std::function<void()> then = {}) {
   auto& st = self->state;
-  if (st.persisting) {
-    st.after_persist.push_back([=] { transition(self, to, reason, then); });
-    return;
-  }
   auto now = runtime::now_ms();
   TaskEvent event{st.record.id, st.record.status, to, now, st.record.attempts, reason};
   st.record.status = to;
   st.record.updated_at = now;
   if (runtime::is_terminal(to)) st.record.completed_at = now;
   runtime::WriteBatch batch;
-  batch.tasks.push_back(st.record);
+  batch.task_updates.push_back(st.record);
   batch.events.push_back(std::move(event));
-  st.persisting = true;
-  self->request(st.store, caf::infinite, runtime::persist_atom::value, std::move(batch))
-      .then(
-          [=](bool) {
-            auto& st = self->state;
-            st.persisting = false;
-            then();
-            auto queued = std::move(st.after_persist);
-            st.after_persist.clear();
-            for (auto& f : queued) f();
-          },
-          [=](caf::error&) {
-            // The store refused: try again shortly; nothing moves on until it is durable.
-            auto& st = self->state;
-            st.persisting = false;
-            self->delayed_send(self, std::chrono::milliseconds(200), persist_tick_atom::value);
-            st.after_persist.insert(st.after_persist.begin(), [=] { transition(self, to, reason, then); });
-          });
+  persist(self, std::move(batch), std::move(then));
 }
 
 // Persists the record as it is, without a transition (e.g. a note on why it waits).
 void save(TaskActor* self) {
   auto& st = self->state;
-  if (st.persisting) {
-    st.after_persist.push_back([=] { save(self); });
-    return;
-  }
   st.record.updated_at = runtime::now_ms();
   runtime::WriteBatch batch;
-  batch.tasks.push_back(st.record);
-  st.persisting = true;
-  self->request(st.store, caf::infinite, runtime::persist_atom::value, std::move(batch))
-      .then(
-          [=](bool) {
-            auto& st = self->state;
-            st.persisting = false;
-            auto queued = std::move(st.after_persist);
-            st.after_persist.clear();
-            for (auto& f : queued) f();
-          },
-          [=](caf::error&) { self->state.persisting = false; });
+  batch.task_updates.push_back(st.record);
+  persist(self, std::move(batch), {});
 }
 
 QueuedTask as_queued(TaskActor* self) {
@@ -162,30 +146,27 @@ void end_attempt(TaskActor* self, Outcome outcome) {
 void start_attempt(TaskActor* self) {
   auto& st = self->state;
   st.record.started_at = runtime::now_ms();
-  transition(self, "running", "", [=] {
-    auto& st = self->state;
-    if (st.cancelling) return;
-    auto epoch = st.attempt_epoch;
-    auto timeout = std::chrono::milliseconds(std::max<int64_t>(1, st.record.timeout_ms));
-    self->request(st.agent, timeout, execute_atom::value, st.record)
-        .then(
-            [=](Outcome& outcome) {
-              if (epoch == self->state.attempt_epoch) end_attempt(self, std::move(outcome));
-            },
-            [=](caf::error& err) {
-              if (epoch != self->state.attempt_epoch) return;
-              Outcome o;
-              if (err == caf::sec::request_timeout) {
-                o.error_type = "timeout";
-                o.error_message = "no result within " + std::to_string(self->state.record.timeout_ms) + " ms";
-                if (self->state.agent) self->send(self->state.agent, cancel_atom::value, self->state.record.id);
-              } else {
-                o.error_type = "crashed";
-                o.error_message = "the agent stopped during the attempt: " + self->system().render(err);
-              }
-              end_attempt(self, std::move(o));
-            });
-  });
+  transition(self, "running", "");
+  auto epoch = st.attempt_epoch;
+  auto timeout = std::chrono::milliseconds(std::max<int64_t>(1, st.record.timeout_ms));
+  self->request(st.agent, timeout, execute_atom::value, st.record)
+      .then(
+          [=](Outcome& outcome) {
+            if (epoch == self->state.attempt_epoch) end_attempt(self, std::move(outcome));
+          },
+          [=](caf::error& err) {
+            if (epoch != self->state.attempt_epoch) return;
+            Outcome o;
+            if (err == caf::sec::request_timeout) {
+              o.error_type = "timeout";
+              o.error_message = "no result within " + std::to_string(self->state.record.timeout_ms) + " ms";
+              if (self->state.agent) self->send(self->state.agent, cancel_atom::value, self->state.record.id);
+            } else {
+              o.error_type = "crashed";
+              o.error_message = "the agent stopped during the attempt: " + self->system().render(err);
+            }
+            end_attempt(self, std::move(o));
+          });
 }
 
 caf::behavior task_actor(TaskActor* self, TaskRecord record, caf::actor scheduler, caf::actor store) {
@@ -205,7 +186,8 @@ caf::behavior task_actor(TaskActor* self, TaskRecord record, caf::actor schedule
         st.record.assigned_agent = agent_id;
         if (st.record.error_type == "no_matching_agent") st.record.error_type.clear(), st.record.error_message.clear();
         st.record.attempts += 1;
-        transition(self, "assigned", "agent " + agent_id, [=] { start_attempt(self); });
+        transition(self, "assigned", "agent " + agent_id);
+        start_attempt(self);
       },
       [=](no_match_atom, bool unmatched) {
         auto& r = self->state.record;
@@ -225,10 +207,13 @@ caf::behavior task_actor(TaskActor* self, TaskRecord record, caf::actor schedule
         if (epoch != st.attempt_epoch || st.cancelling || st.record.status != "pending") return;
         self->send(st.scheduler, ready_atom::value, as_queued(self));
       },
-      [=](persist_tick_atom) {
-        auto queued = std::move(self->state.after_persist);
-        self->state.after_persist.clear();
-        for (auto& f : queued) f();
+      [=](persist_tick_atom, uint64_t id) {
+        auto& st = self->state;
+        auto it = st.refused.find(id);
+        if (it == st.refused.end()) return;
+        auto [batch, then] = std::move(it->second);
+        st.refused.erase(it);
+        persist(self, std::move(batch), std::move(then));
       },
       [=](cancel_atom) -> caf::result<TaskRecord> {
         auto& st = self->state;

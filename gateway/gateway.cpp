@@ -5,6 +5,8 @@
 
 #include <httplib.h>
 #include <spdlog/spdlog.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/socket.h>
 
 #include <condition_variable>
@@ -55,9 +57,12 @@ Gateway::Gateway(GatewayDeps deps) : impl_(std::make_unique<Impl>()) {
   server.set_write_timeout(10, 0);
   server.set_keep_alive_max_count(1000);
   // httplib's default sets SO_REUSEPORT, which would let a second node share our port.
+  // TCP_NODELAY (inherited by accepted sockets): httplib writes headers and body
+  // separately, and Nagle + delayed ACK would hold every response ~40 ms.
   server.set_socket_options([](int sock) {
     int yes = 1;
     setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof(yes));
+    setsockopt(sock, IPPROTO_TCP, TCP_NODELAY, &yes, sizeof(yes));
   });
   auto handle = [this](const httplib::Request& req, httplib::Response& res) {
     Call call{req, res, request_id_of(req), {}};

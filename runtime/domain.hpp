@@ -78,11 +78,12 @@ struct TaskEvent {
 
 // Everything one group commit writes: all of it or nothing.
 struct WriteBatch {
-  std::vector<TaskRecord> tasks;  // upserts, by id
+  std::vector<TaskRecord> tasks;         // full upserts, by id (new or re-submitted tasks)
+  std::vector<TaskRecord> task_updates;  // state only (status, attempts, agent, result, error, times) of stored tasks
   std::vector<TaskEvent> events;
   std::vector<AgentRecord> agents;  // upserts, by id
-  bool empty() const { return tasks.empty() && events.empty() && agents.empty(); }
-  size_t size() const { return tasks.size() + events.size() + agents.size(); }
+  bool empty() const { return tasks.empty() && task_updates.empty() && events.empty() && agents.empty(); }
+  size_t size() const { return tasks.size() + task_updates.size() + events.size() + agents.size(); }
 };
 
 bool is_terminal(const std::string& status);
@@ -115,7 +116,7 @@ typename Inspector::result_type inspect(Inspector& f, TaskEvent& x) {
 }
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, WriteBatch& x) {
-  return f(caf::meta::type_name("write_batch"), x.tasks, x.events, x.agents);
+  return f(caf::meta::type_name("write_batch"), x.tasks, x.task_updates, x.events, x.agents);
 }
 
 }  // namespace hub::runtime

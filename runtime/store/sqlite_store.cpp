@@ -7,6 +7,8 @@
 
 #include <chrono>
 #include <stdexcept>
+#include <string_view>
+#include <unordered_map>
 
 namespace hub::runtime {
 namespace {
@@ -61,7 +63,7 @@ CREATE TABLE tasks (
 );
 CREATE INDEX idx_tasks_status_created ON tasks(status, created_at);
 CREATE TABLE task_events (
-  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  id INTEGER PRIMARY KEY,
   task_id TEXT NOT NULL,
   from_status TEXT NOT NULL DEFAULT '',
   to_status TEXT NOT NULL,
@@ -209,7 +211,7 @@ struct SqliteStore::Impl {
   std::string path;
   int busy_timeout_ms = 30000;
   std::unique_ptr<Db> writer;
-  std::unique_ptr<Stmt> upsert_task, insert_event, upsert_agent;
+  std::unique_ptr<Stmt> upsert_task, update_task, insert_event, upsert_agent;
   std::mutex readers_mutex;
   std::vector<std::unique_ptr<Db>> idle_readers;
   std::mutex stats_mutex;
@@ -253,7 +255,7 @@ std::optional<StoreError> SqliteStore::open(const std::string& path, int busy_ti
   impl_->writer = open_db(path, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, busy_timeout_ms, error);
   if (!impl_->writer) return StoreError{"unavailable", error};
   auto* db = impl_->writer->get();
-  std::string pragmas = "PRAGMA journal_mode=WAL; PRAGMA foreign_keys=ON; PRAGMA synchronous=";
+  std::string pragmas = "PRAGMA journal_mode=WAL; PRAGMA cache_size=-65536; PRAGMA temp_store=MEMORY; PRAGMA synchronous=";
   pragmas += synchronous_full ? "FULL;" : "NORMAL;";
   if (!exec(db, pragmas, error)) return StoreError{"unavailable", path + ": " + error};
   if (!exec(db, "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)",
@@ -288,6 +290,10 @@ std::optional<StoreError> SqliteStore::open(const std::string& path, int busy_ti
         "attempts = excluded.attempts, assigned_agent = excluded.assigned_agent, node = excluded.node, "
         "result = excluded.result, error_type = excluded.error_type, error_message = excluded.error_message, "
         "updated_at = excluded.updated_at, started_at = excluded.started_at, completed_at = excluded.completed_at");
+    impl_->update_task = std::make_unique<Stmt>(
+        db,
+        "UPDATE tasks SET status = ?2, attempts = ?3, assigned_agent = ?4, node = ?5, result = ?6, error_type = ?7, "
+        "error_message = ?8, updated_at = ?9, started_at = ?10, completed_at = ?11 WHERE id = ?1");
     impl_->insert_event = std::make_unique<Stmt>(
         db, "INSERT INTO task_events(task_id, from_status, to_status, at, attempt, reason) VALUES (?1, ?2, ?3, ?4, ?5, ?6)");
     impl_->upsert_agent = std::make_unique<Stmt>(
@@ -348,6 +354,26 @@ std::optional<StoreError> SqliteStore::write(const WriteBatch& batch) {
     s.time_or_null(21, t.completed_at);
     if (!step(s)) return fail(std::string("task ") + t.id + ": " + sqlite3_errmsg(db));
   }
+  // Several transitions of one task in one commit: only its last state needs writing.
+  std::unordered_map<std::string_view, size_t> last_update;
+  for (size_t i = 0; i < batch.task_updates.size(); ++i) last_update[batch.task_updates[i].id] = i;
+  for (size_t i = 0; i < batch.task_updates.size(); ++i) {
+    const auto& t = batch.task_updates[i];
+    if (last_update[t.id] != i) continue;
+    auto& s = *impl_->update_task;
+    s.text(1, t.id);
+    s.text(2, t.status);
+    s.integer(3, t.attempts);
+    s.text_or_null(4, t.assigned_agent);
+    s.text(5, t.node);
+    s.text_or_null(6, t.result_json);
+    s.text_or_null(7, t.error_type);
+    s.text_or_null(8, t.error_message);
+    s.text(9, rfc3339(t.updated_at));
+    s.time_or_null(10, t.started_at);
+    s.time_or_null(11, t.completed_at);
+    if (!step(s)) return fail(std::string("task ") + t.id + ": " + sqlite3_errmsg(db));
+  }
   for (const auto& e : batch.events) {
     auto& s = *impl_->insert_event;
     s.text(1, e.task_id);
@@ -384,6 +410,7 @@ std::optional<StoreError> SqliteStore::write(const WriteBatch& batch) {
   ++impl_->stats.writes;
   impl_->stats.rows_written += int64_t(batch.size());
   impl_->stats.last_commit_ms = ms;
+  impl_->stats.total_commit_ms += ms;
   return std::nullopt;
 }
 

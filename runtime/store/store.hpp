@@ -37,6 +37,7 @@ struct StoreStats {
   int64_t rows_written = 0;
   int64_t write_errors = 0;
   double last_commit_ms = 0;
+  double total_commit_ms = 0;
 };
 
 class Store {

@@ -29,6 +29,7 @@ void append(WriteBatch& into, WriteBatch& from) {
     else dst.insert(dst.end(), std::make_move_iterator(src.begin()), std::make_move_iterator(src.end()));
   };
   move_all(into.tasks, from.tasks);
+  move_all(into.task_updates, from.task_updates);
   move_all(into.events, from.events);
   move_all(into.agents, from.agents);
 }

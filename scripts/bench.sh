@@ -1,0 +1,126 @@
+#!/usr/bin/env bash
+# Benchmarks: a table on stdout and one JSON line per figure (prefixed "BENCH ").
+#   scripts/bench.sh [FIGURE...]     default: all of them
+# Figures: caf_request_response tasks_inproc tasks_http tasks_http_batch pending_memory restart_recovery
+# Scale with BENCH_TASKS (tasks_inproc, default 200000), BENCH_PENDING (default 1000000),
+# BENCH_RECOVERY (default 1000000), BENCH_SECONDS (wrk duration, default 10).
+set -uo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh >/dev/null
+scripts/build.sh >/dev/null || { echo "bench: build failed"; exit 1; }
+command -v wrk >/dev/null || { echo "bench: needs wrk"; exit 2; }
+
+BIN=build/ai-orchestrator-hub
+B=build/hub_bench
+T=$(mktemp -d /tmp/hub-bench.XXXXXX)
+PIDS=()
+cleanup() { for p in "${PIDS[@]:-}"; do [ -n "$p" ] && kill -KILL "$p" 2>/dev/null; done; rm -rf "$T"; }
+trap cleanup EXIT
+ROWS=()
+
+# figure NAME VALUE UNIT TARGET JSON
+figure() {
+  ROWS+=("$(printf '%-26s %14s %-10s %s' "$1" "$2" "$3" "$4")")
+  echo "BENCH $5"
+}
+free_port() { local p; while :; do p=$(( (RANDOM % 20000) + 20000 )); (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null || { echo "$p"; return; }; done; }
+wait_ready() { for _ in $(seq 1 600); do curl -fs -o /dev/null "http://127.0.0.1:$1/readyz" && return 0; sleep 0.05; done; return 1; }
+jqv() { jq -r "$2" <<<"$1"; }
+
+cat >"$T/post.lua" <<'LUA'
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+wrk.body = os.getenv("WRK_BODY") or '{"description":"bench","type":"echo","payload":{"n":1}}'
+done = function(summary, latency, requests)
+  local errors = summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.status + summary.errors.timeout
+  io.write(string.format('{"requests":%d,"duration_s":%.3f,"rps":%.1f,"p50_ms":%.3f,"p99_ms":%.3f,"errors":%d}\n',
+    summary.requests, summary.duration / 1e6, summary.requests / (summary.duration / 1e6),
+    latency:percentile(50) / 1000, latency:percentile(99) / 1000, errors))
+end
+LUA
+wrk_json() { wrk "$@" -s "$T/post.lua" | tail -1; }
+
+run_caf() {
+  local r; r=$($B caf_rr 1000000 | tail -1)
+  CAF_RPS=$(jqv "$r" .requests_per_second)
+  figure caf_request_response "$(printf %.0f "$CAF_RPS")" "req/s" "(reference)" "$r"
+}
+
+run_inproc() {
+  local n=${BENCH_TASKS:-200000} r
+  [ -n "${CAF_RPS:-}" ] || run_caf
+  mkdir -p "$T/inproc"
+  r=$($B inproc "$n" "$T/inproc" 2>/dev/null | tail -1)
+  local tps; tps=$(jqv "$r" .tasks_per_second)
+  r=$(jq -c --argjson caf "$CAF_RPS" '. + {caf_request_response_per_second: $caf, ratio_to_caf: (.tasks_per_second / $caf), target_tasks_per_second: 50000}' <<<"$r")
+  figure tasks_inproc "$(printf %.0f "$tps")" "tasks/s" ">= 50000" "$r"
+}
+
+run_http() {
+  local secs=${BENCH_SECONDS:-10} port bare node r_bare r_hub
+  port=$(free_port)
+  $B bare_http "$port" & PIDS+=($!)
+  sleep 0.5
+  r_bare=$(wrk_json -t2 -c64 -d"${secs}s" --latency "http://127.0.0.1:$port/api/tasks")
+  kill -KILL "${PIDS[-1]}" 2>/dev/null
+  port=$(free_port)
+  mkdir -p "$T/http"
+  ( cd "$T/http" && exec env HIVE_SERVER__HOST=127.0.0.1 HIVE_SERVER__PORT="$port" HIVE_TASKS__MAX_QUEUE_SIZE=10000000 HIVE_SERVER__WORKERS=64 \
+      HIVE_LOGGING__LEVEL=warn "$OLDPWD/$BIN" >"$T/http/node.log" 2>&1 ) & PIDS+=($!)
+  node=${PIDS[-1]}
+  wait_ready "$port" || { echo "bench: node did not start"; return; }
+  r_hub=$(wrk_json -t2 -c64 -d"${secs}s" --latency "http://127.0.0.1:$port/api/tasks")
+  local r; r=$(jq -nc --argjson hub "$r_hub" --argjson bare "$r_bare" \
+    '{figure:"tasks_http", hub:$hub, bare_httplib:$bare, ratio:($hub.rps/$bare.rps), target_ratio:0.70, target_p99_ms:25}')
+  figure tasks_http "$(printf %.0f "$(jqv "$r_hub" .rps)")" "req/s" ">= 70% of bare" "$r"
+  figure tasks_http_ratio "$(printf %.2f "$(jqv "$r" .ratio)")" "x bare" ">= 0.70 (bare $(printf %.0f "$(jqv "$r_bare" .rps)") req/s)" \
+    "$(jq -c '{figure:"tasks_http_ratio", ratio, target_ratio}' <<<"$r")"
+  figure tasks_http_p99 "$(jqv "$r_hub" .p99_ms)" "ms" "<= 25" "$(jq -nc --argjson h "$r_hub" '{figure:"tasks_http_p99", p99_ms:$h.p99_ms, p50_ms:$h.p50_ms, target_p99_ms:25}')"
+  # Batches of 100 tasks per request.
+  local body; body=$(jq -nc '{tasks: [range(100) | {description: "bench \(.)", type: "echo"}]}')
+  local r_batch; r_batch=$(WRK_BODY="$body" wrk_json -t2 -c16 -d"${secs}s" --latency "http://127.0.0.1:$port/api/tasks/batch")
+  local tps; tps=$(jq -r '.rps * 100' <<<"$r_batch")
+  figure tasks_http_batch "$(printf %.0f "$tps")" "tasks/s" ">= 100000" \
+    "$(jq -c --argjson t "$tps" '{figure:"tasks_http_batch", tasks_per_second:$t, requests:., target_tasks_per_second:100000}' <<<"$r_batch")"
+  kill -TERM "$node"; wait "$node" 2>/dev/null
+}
+
+run_pending() {
+  local n=${BENCH_PENDING:-1000000} r
+  mkdir -p "$T/pending"
+  r=$($B pending "$n" "$T/pending" 2>/dev/null | tail -1)
+  figure pending_memory "$(printf %.0f "$(jqv "$r" .bytes_per_task)")" "B/task" "<= 2048" \
+    "$(jq -c '. + {target_bytes_per_task: 2048}' <<<"$r")"
+}
+
+run_recovery() {
+  local n=${BENCH_RECOVERY:-1000000} port start ready r
+  mkdir -p "$T/recovery"
+  $B seed "$n" "$T/recovery" >/dev/null || { echo "bench: seeding failed"; return; }
+  port=$(free_port)
+  start=$(date +%s.%N)
+  ( cd "$T/recovery" && exec env HIVE_SERVER__HOST=127.0.0.1 HIVE_SERVER__PORT="$port" HIVE_TASKS__MAX_QUEUE_SIZE=10000000 \
+      HIVE_LOGGING__LEVEL=warn "$OLDPWD/$BIN" >"$T/recovery/node.log" 2>&1 ) & PIDS+=($!)
+  wait_ready "$port"
+  ready=$(date +%s.%N)
+  local secs; secs=$(echo "$ready - $start" | bc)
+  r=$(jq -nc --argjson n "$n" --argjson s "$secs" '{figure:"restart_recovery", tasks_in_store:$n, unfinished:($n/10), seconds_to_ready:$s, target_seconds:10}')
+  figure restart_recovery "$secs" "s" "<= 10 ($n tasks, 10 % unfinished)" "$r"
+  kill -TERM "${PIDS[-1]}"; wait "${PIDS[-1]}" 2>/dev/null
+}
+
+want=("$@")
+[ ${#want[@]} -eq 0 ] && want=(caf_request_response tasks_inproc tasks_http pending_memory restart_recovery)
+for f in "${want[@]}"; do
+  case "$f" in
+    caf_request_response) run_caf ;;
+    tasks_inproc) run_inproc ;;
+    tasks_http|tasks_http_batch) run_http ;;
+    pending_memory) run_pending ;;
+    restart_recovery) run_recovery ;;
+    *) echo "bench: unknown figure $f" ;;
+  esac
+done
+echo
+printf '%-26s %14s %-10s %s\n' FIGURE VALUE UNIT TARGET
+printf '%s\n' "${ROWS[@]}"

@@ -1,0 +1,216 @@
+// Benchmark driver for scripts/bench.sh. Each mode prints one JSON line:
+//   hub_bench inproc N DB_DIR        N echo tasks through scheduler, agents and SQLite
+//   hub_bench caf_rr N               raw CAF request/response between two actors
+//   hub_bench bare_http PORT         a bare cpp-httplib server answering a constant JSON body
+//   hub_bench pending N DB_DIR       N pending tasks no agent matches: RSS per task
+//   hub_bench seed N DB_DIR          writes N finished + pending tasks into a store (for restart_recovery)
+#include "actors/scheduler.hpp"
+#include "actors/task_protocol.hpp"
+#include "runtime/actor_runtime.hpp"
+#include "runtime/clock.hpp"
+#include "runtime/process_stats.hpp"
+#include "runtime/store/store.hpp"
+#include "runtime/store/store_actor.hpp"
+
+#include <caf/actor_system.hpp>
+#include <caf/event_based_actor.hpp>
+#include <caf/scoped_actor.hpp>
+#include <httplib.h>
+#include <nlohmann/json.hpp>
+
+#include <chrono>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+#include <iostream>
+#include <thread>
+
+using namespace hub;
+using json = nlohmann::json;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
+
+runtime::TaskRecord echo_task(int i, const std::string& capability = "") {
+  runtime::TaskRecord t;
+  t.id = runtime::new_uuid();
+  t.description = "bench " + std::to_string(i);
+  t.type = "echo";
+  t.payload_json = "{\"i\":" + std::to_string(i) + "}";
+  t.max_attempts = 3;
+  t.timeout_ms = 60000;
+  if (!capability.empty()) t.required_capabilities = {{capability, 0.5}};
+  t.created_at = t.updated_at = runtime::now_ms();
+  return t;
+}
+
+struct Hub {
+  std::unique_ptr<runtime::Store> store;
+  runtime::HubActorConfig cfg;
+  caf::actor_system system;
+  caf::actor store_actor, scheduler;
+
+  Hub(const std::string& dir, int threads, std::vector<std::string> pool, int live)
+      : store(runtime::open_store({"sqlite://" + dir + "/hive.db", 30000, std::getenv("BENCH_SYNC_NORMAL") == nullptr}).store),
+        cfg(threads, "stealing"),
+        system(cfg) {
+    store_actor = runtime::spawn_store_actor(system, *store);
+    actors::SchedulerOptions options;
+    options.node = "bench";
+    options.default_pool = std::move(pool);
+    options.max_live_tasks = live;
+    options.max_concurrent_tasks = 256;
+    options.default_agent_concurrency = 32;
+    scheduler = actors::spawn_scheduler(system, options, store_actor);
+    caf::scoped_actor self{system};
+    self->request(scheduler, caf::infinite, actors::boot_atom::value, store->agents(), store->unfinished_tasks(), true)
+        .receive([](bool) {}, [](caf::error&) {});
+  }
+  ~Hub() {
+    caf::anon_send_exit(scheduler, caf::exit_reason::user_shutdown);
+    caf::anon_send_exit(store_actor, caf::exit_reason::user_shutdown);
+    scheduler = nullptr;
+    store_actor = nullptr;
+  }
+  json status() {
+    caf::scoped_actor self{system};
+    json out;
+    self->request(scheduler, caf::infinite, actors::status_atom::value)
+        .receive([&](std::string& s) { out = json::parse(s); }, [](caf::error&) {});
+    return out;
+  }
+  void submit_all(int n, const std::string& capability, int batch = 1000) {
+    caf::scoped_actor self{system};
+    for (int i = 0; i < n; i += batch) {
+      std::vector<runtime::TaskRecord> tasks;
+      for (int j = i; j < std::min(n, i + batch); ++j) tasks.push_back(echo_task(j, capability));
+      bool ok = false;
+      while (!ok) {
+        self->request(scheduler, caf::infinite, actors::submit_atom::value, tasks)
+            .receive([&](actors::SubmitReply&) { ok = true; },
+                     [&](caf::error&) { std::this_thread::sleep_for(std::chrono::milliseconds(2)); });
+      }
+    }
+  }
+};
+
+int inproc(int n, const std::string& dir) {
+  Hub hub(dir, int(std::max(1u, std::thread::hardware_concurrency())), {"worker:general:8"}, 1'000'000);
+  auto start = Clock::now();
+  std::thread submitter([&] { hub.submit_all(n, ""); });
+  int64_t done = 0;
+  while (done < n) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    auto st = hub.status();
+    done = st["finished_since_start"].value("completed", int64_t(0));
+  }
+  double secs = seconds_since(start);
+  submitter.join();
+  auto stats = hub.store->stats();
+  std::cout << json{{"figure", "tasks_inproc"}, {"tasks", n}, {"seconds", secs}, {"tasks_per_second", n / secs},
+                    {"commits", stats.writes}, {"commit_seconds", stats.total_commit_ms / 1000}, {"rows_per_commit", double(stats.rows_written) / double(std::max<int64_t>(1, stats.writes))}}.dump()
+            << std::endl;
+  return 0;
+}
+
+using ping_atom = caf::atom_constant<caf::atom("ping")>;
+
+int caf_rr(int n) {
+  runtime::HubActorConfig cfg(int(std::max(1u, std::thread::hardware_concurrency())), "stealing");
+  caf::actor_system system{cfg};
+  auto pong = system.spawn([]() -> caf::behavior { return {[](ping_atom, int64_t x) { return x + 1; }}; });
+  auto start = Clock::now();
+  caf::scoped_actor self{system};
+  auto driver = system.spawn([=](caf::event_based_actor* me) -> caf::behavior {
+    auto step = std::make_shared<std::function<void(int64_t)>>();
+    *step = [=](int64_t x) {
+      if (x >= n) {
+        me->quit();
+        return;
+      }
+      me->request(pong, caf::infinite, ping_atom::value, x).then([=](int64_t y) { (*step)(y); });
+    };
+    (*step)(0);
+    return {[](int) {}};
+  });
+  self->wait_for(driver);
+  double secs = seconds_since(start);
+  caf::anon_send_exit(pong, caf::exit_reason::user_shutdown);
+  std::cout << json{{"figure", "caf_request_response"}, {"requests", n}, {"seconds", secs}, {"requests_per_second", n / secs}}.dump()
+            << std::endl;
+  return 0;
+}
+
+int bare_http(int port) {
+  httplib::Server server;
+  // Same threads and socket options as the gateway under bench.
+  server.new_task_queue = [] { return new httplib::ThreadPool(64); };
+  server.set_socket_options([](int sock) {
+    int yes = 1;
+    setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof(yes));
+    setsockopt(sock, IPPROTO_TCP, TCP_NODELAY, &yes, sizeof(yes));
+  });
+  const std::string body = R"({"success":true,"data":{"id":"00000000-0000-0000-0000-000000000000","status":"pending"}})";
+  server.Post("/api/tasks", [&](const httplib::Request&, httplib::Response& res) { res.set_content(body, "application/json"); });
+  server.listen("127.0.0.1", port);
+  return 0;
+}
+
+int pending(int n, const std::string& dir) {
+  Hub hub(dir, 2, {"worker:general:1"}, n + 1000);
+  auto before = runtime::read_process_stats().rss_bytes;
+  auto start = Clock::now();
+  hub.submit_all(n, "nobody-has-this");
+  while (hub.status().value("live_tasks", 0) < n) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  std::this_thread::sleep_for(std::chrono::seconds(2));
+  auto after = runtime::read_process_stats().rss_bytes;
+  std::cout << json{{"figure", "pending_memory"}, {"tasks", n}, {"seconds_to_accept", seconds_since(start)},
+                    {"rss_before_bytes", before}, {"rss_after_bytes", after},
+                    {"bytes_per_task", double(after - before) / n}}
+                   .dump()
+            << std::endl;
+  return 0;
+}
+
+int seed(int n, const std::string& dir) {
+  auto opened = runtime::open_store({"sqlite://" + dir + "/data/hive.db", 30000, false});
+  if (opened.error) {
+    std::cerr << opened.error->message << "\n";
+    return 1;
+  }
+  for (int i = 0; i < n; i += 20000) {
+    runtime::WriteBatch batch;
+    for (int j = i; j < std::min(n, i + 20000); ++j) {
+      auto t = echo_task(j, j % 10 == 0 ? "nobody-has-this" : "");
+      if (j % 10 != 0) t.status = "completed", t.result_json = t.payload_json, t.attempts = 1, t.completed_at = t.created_at;
+      batch.tasks.push_back(std::move(t));
+    }
+    if (auto err = opened.store->write(batch)) {
+      std::cerr << err->message << "\n";
+      return 1;
+    }
+  }
+  std::cout << json{{"seeded", n}, {"pending", n / 10}}.dump() << std::endl;
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc < 3) {
+    std::cerr << "usage: hub_bench inproc|caf_rr|bare_http|pending|seed N [DIR]\n";
+    return 2;
+  }
+  std::string mode = argv[1];
+  int n = std::atoi(argv[2]);
+  std::string dir = argc > 3 ? argv[3] : "/tmp";
+  if (mode == "inproc") return inproc(n, dir);
+  if (mode == "caf_rr") return caf_rr(n);
+  if (mode == "bare_http") return bare_http(n);
+  if (mode == "pending") return pending(n, dir);
+  if (mode == "seed") return seed(n, dir);
+  std::cerr << "unknown mode " << mode << "\n";
+  return 2;
+}
