@@ -324,6 +324,11 @@ caf::behavior scheduler_actor(SchedulerActor* self, SchedulerOptions options, ca
             batch_keys[r.idempotency_key] = r.id;
           }
           r.node = st.options.node;
+          // Known at once, so no second write: no agent could run this task now.
+          if (!could_ever_run(st, QueuedTask{{}, r.id, 0, r.required_capabilities})) {
+            r.error_type = "no_matching_agent";
+            r.error_message = kNoMatchingAgentMessage;
+          }
           batch.tasks.push_back(r);
           batch.events.push_back({r.id, "", "pending", r.created_at, 0, "submitted"});
           reply.tasks.push_back(r);

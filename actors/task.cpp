@@ -192,8 +192,9 @@ caf::behavior task_actor(TaskActor* self, TaskRecord record, caf::actor schedule
       [=](no_match_atom, bool unmatched) {
         auto& r = self->state.record;
         if (unmatched) {
+          if (r.error_type == "no_matching_agent") return;  // recorded at submission
           r.error_type = "no_matching_agent";
-          r.error_message = "no agent holds every required capability at its minimum proficiency; the task waits for one";
+          r.error_message = kNoMatchingAgentMessage;
         } else if (r.error_type == "no_matching_agent") {
           r.error_type.clear();
           r.error_message.clear();

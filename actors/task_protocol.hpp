@@ -94,4 +94,7 @@ typename Inspector::result_type inspect(Inspector& f, Outcome& x) {
 // not_found, conflict, queue_full, unavailable, limit; the gateway maps them to HTTP.
 inline constexpr char kErrorSeparator = '|';
 
+inline constexpr const char* kNoMatchingAgentMessage =
+    "no agent holds every required capability at its minimum proficiency; the task waits for one";
+
 }  // namespace hub::actors

@@ -171,7 +171,8 @@ int pending(int n, const std::string& dir) {
                     {"bytes_per_task", double(after - before) / n}}
                    .dump()
             << std::endl;
-  return 0;
+  // Measured; skip tearing down a million actors.
+  std::quick_exit(0);
 }
 
 int seed(int n, const std::string& dir) {

@@ -1,0 +1,96 @@
+// The node's one metrics registry: counters, gauges and fixed-bucket histograms, updated
+// lock-free (atomics) from any thread; families are created once (under a mutex) and
+// children are looked up by label values. Renders Prometheus text exposition 0.0.4.
+// Must never hold per-task or per-agent ids as label values (bounded cardinality only).
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+namespace hub::runtime::metrics {
+
+class Counter {
+ public:
+  void inc(double n = 1) { value_.fetch_add(n, std::memory_order_relaxed); }
+  double value() const { return value_.load(std::memory_order_relaxed); }
+
+ private:
+  std::atomic<double> value_{0};
+};
+
+class Gauge {
+ public:
+  void set(double v) { value_.store(v, std::memory_order_relaxed); }
+  void add(double v) { value_.fetch_add(v, std::memory_order_relaxed); }
+  double value() const { return value_.load(std::memory_order_relaxed); }
+
+ private:
+  std::atomic<double> value_{0};
+};
+
+class Histogram {
+ public:
+  explicit Histogram(std::vector<double> bounds);
+  void observe(double v);
+  struct Snapshot {
+    std::vector<double> bounds;
+    std::vector<uint64_t> cumulative;  // per bound, then +Inf last
+    uint64_t count = 0;
+    double sum = 0;
+    // Estimated quantile (linear within a bucket); 0 when empty.
+    double quantile(double q) const;
+    Snapshot minus(const Snapshot& earlier) const;
+  };
+  Snapshot snapshot() const;
+
+ private:
+  std::vector<double> bounds_;
+  std::unique_ptr<std::atomic<uint64_t>[]> buckets_;  // non-cumulative, bounds_.size() + 1
+  std::atomic<uint64_t> count_{0};
+  std::atomic<double> sum_{0};
+};
+
+using Labels = std::vector<std::pair<std::string, std::string>>;
+
+// Bucket sets in base units (seconds).
+std::vector<double> latency_buckets();   // 0.5 ms .. 10 s
+std::vector<double> duration_buckets();  // 1 ms .. 10 min
+std::vector<double> count_buckets();     // 1 .. 100
+
+class Registry {
+ public:
+  static Registry& global();
+
+  Counter& counter(const std::string& name, const std::string& help, const Labels& labels = {});
+  Gauge& gauge(const std::string& name, const std::string& help, const Labels& labels = {});
+  Histogram& histogram(const std::string& name, const std::string& help, const std::vector<double>& bounds,
+                       const Labels& labels = {});
+
+  // Every family in the text exposition format, version 0.0.4.
+  std::string expose() const;
+
+  // Sum of a counter family's children whose labels include `match` (all when empty).
+  double counter_sum(const std::string& name, const Labels& match = {}) const;
+  Histogram::Snapshot histogram_merged(const std::string& name) const;
+
+ private:
+  enum class Type { counter, gauge, histogram };
+  struct Family {
+    std::string help;
+    Type type;
+    std::vector<double> bounds;
+    std::map<Labels, std::unique_ptr<Counter>> counters;
+    std::map<Labels, std::unique_ptr<Gauge>> gauges;
+    std::map<Labels, std::unique_ptr<Histogram>> histograms;
+  };
+  Family& family(const std::string& name, const std::string& help, Type type, const std::vector<double>& bounds = {});
+  mutable std::mutex mutex_;
+  std::map<std::string, Family> families_;
+};
+
+}  // namespace hub::runtime::metrics
