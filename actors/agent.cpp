@@ -2,6 +2,7 @@
 
 #include "actors/task_protocol.hpp"
 #include "runtime/clock.hpp"
+#include "runtime/metrics.hpp"
 #include "runtime/store/store_actor.hpp"
 
 #include <caf/actor_system.hpp>
@@ -56,6 +57,7 @@ constexpr auto kPersistEvery = std::chrono::seconds(1);
 
 struct Running {
   caf::response_promise promise;
+  std::string handler;  // a builtin handler name, or "none"
   int64_t started_ms = 0;
   std::vector<std::string> capabilities;  // the ones this attempt exercises
 };
@@ -102,15 +104,30 @@ void learn(AgentActor* self, const std::vector<std::string>& capabilities, bool 
   r.updated_at = runtime::now_ms();
 }
 
+void record_call(const std::string& handler, const Outcome& outcome, int64_t duration_ms) {
+  namespace m = runtime::metrics::names;
+  auto& registry = runtime::metrics::Registry::global();
+  std::string result = outcome.ok ? "ok" : outcome.error_type == "cancelled" ? "cancelled" : "error";
+  registry
+      .counter(m::executor_calls, "Executor calls (attempts), by executor, handler and outcome",
+               {{"executor", "builtin"}, {"handler", handler}, {"outcome", result}})
+      .inc();
+  registry
+      .histogram(m::executor_duration, "Executor call time in seconds, by executor", runtime::metrics::duration_buckets(),
+                 {{"executor", "builtin"}})
+      .observe(double(duration_ms) / 1000.0);
+}
+
 void finish(AgentActor* self, const std::string& task_id, Outcome outcome) {
   auto& st = self->state;
   auto it = st.running.find(task_id);
   if (it == st.running.end()) return;  // cancelled or timed out meanwhile
   auto running = std::move(it->second);
   st.running.erase(it);
+  auto duration_ms = runtime::now_ms() - running.started_ms;
+  record_call(running.handler, outcome, duration_ms);
   // A cancelled attempt says nothing about the agent's skill.
-  if (outcome.error_type != "cancelled")
-    learn(self, running.capabilities, outcome.ok, runtime::now_ms() - running.started_ms);
+  if (outcome.error_type != "cancelled") learn(self, running.capabilities, outcome.ok, duration_ms);
   refresh_state(self);
   running.promise.deliver(std::move(outcome));
   schedule_persist(self);
@@ -172,6 +189,7 @@ caf::behavior agent_actor(AgentActor* self, AgentRecord record, caf::actor sched
         Running running;
         running.promise = self->make_response_promise();
         running.started_ms = runtime::now_ms();
+        running.handler = is_builtin_handler(task.type) ? task.type : "none";
         for (const auto& c : task.required_capabilities) running.capabilities.push_back(c.name);
         running.capabilities.push_back(task.type);
         st.running[task.id] = std::move(running);

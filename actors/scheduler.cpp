@@ -4,6 +4,7 @@
 #include "actors/task.hpp"
 #include "actors/task_protocol.hpp"
 #include "runtime/clock.hpp"
+#include "runtime/metrics.hpp"
 #include "runtime/store/store_actor.hpp"
 
 #include <caf/actor_system.hpp>
@@ -242,9 +243,40 @@ std::string status_json(SchedulerActor* self) {
       .dump();
 }
 
+// Gauges the scheduler owns, refreshed once a second (never per message).
+void publish_gauges(SchedulerActor* self) {
+  namespace m = runtime::metrics::names;
+  auto& registry = runtime::metrics::Registry::global();
+  auto& st = self->state;
+  static const char* priorities[] = {"critical", "high", "medium", "low"};
+  for (size_t i = 0; i < 4; ++i)
+    registry.gauge(m::task_queue_depth, "Tasks waiting for an agent, by priority", {{"priority", priorities[i]}})
+        .set(double(st.queues[i].size()));
+  registry.gauge(m::task_queue_depth, "Tasks waiting for an agent, by priority", {{"priority", "unmatched"}})
+      .set(double(st.parked.size()));
+  registry.gauge(m::tasks_running, "Attempts running now").set(st.running);
+  registry.gauge(m::tasks_unfinished, "Tasks not yet in a terminal status (live task actors)").set(double(st.live.size()));
+  static const char* states[] = {"idle", "working", "learning", "failed", "inactive"};
+  static const char* types[] = {"worker", "coordinator", "specialist", "learner"};
+  std::map<std::pair<std::string, std::string>, int> counts;
+  for (const auto& [id, a] : st.agents) counts[{live_view(a).state, a.record.type}] += 1;
+  for (auto* state : states)
+    for (auto* type : types)
+      registry.gauge(m::agents, "Agents, by state and type", {{"state", state}, {"type", type}})
+          .set(counts[{state, type}]);
+  registry.gauge(m::actors, "Live actors, by kind", {{"kind", "agent"}}).set(double(st.agents.size() + st.retiring.size()));
+  registry.gauge(m::actors, "Live actors, by kind", {{"kind", "task"}}).set(double(st.live.size()));
+  registry.gauge(m::actors, "Live actors, by kind", {{"kind", "scheduler"}}).set(1);
+  registry.gauge(m::actors, "Live actors, by kind", {{"kind", "store"}}).set(1);
+  registry.gauge(m::scheduler_last_tick, "Unix time of the scheduler's last housekeeping tick (it runs every second)")
+      .set(double(runtime::now_ms()) / 1000.0);
+  self->delayed_send(self, std::chrono::seconds(1), tick_atom::value);
+}
+
 caf::behavior scheduler_actor(SchedulerActor* self, SchedulerOptions options, caf::actor store) {
   self->state.options = std::move(options);
   self->state.store = std::move(store);
+  self->send(self, tick_atom::value);
   // Agents and tasks live as long as their scheduler: its exit takes them along.
   self->set_exit_handler([=](caf::exit_msg& msg) {
     auto& st = self->state;
@@ -336,6 +368,10 @@ caf::behavior scheduler_actor(SchedulerActor* self, SchedulerOptions options, ca
           fresh.push_back(std::move(r));
         }
         for (auto& [key, id] : batch_keys) st.live_keys[key] = id;
+        for (const auto& r : fresh)
+          runtime::metrics::Registry::global()
+              .counter(runtime::metrics::names::tasks_submitted, "Tasks accepted, by priority", {{"priority", r.priority}})
+              .inc();
         auto rp = self->make_response_promise<SubmitReply>();
         self->request(st.store, caf::infinite, runtime::persist_atom::value, std::move(batch))
             .then(
@@ -480,6 +516,7 @@ caf::behavior scheduler_actor(SchedulerActor* self, SchedulerOptions options, ca
         return live_view(it->second);
       },
       [=](status_atom) { return status_json(self); },
+      [=](tick_atom) { publish_gauges(self); },
       [=](drain_atom) -> caf::result<bool> {
         auto& st = self->state;
         st.draining = true;

@@ -2,6 +2,7 @@
 
 #include "actors/task_protocol.hpp"
 #include "runtime/clock.hpp"
+#include "runtime/metrics.hpp"
 #include "runtime/store/store_actor.hpp"
 
 #include <caf/actor_system.hpp>
@@ -102,8 +103,29 @@ void release_agent(TaskActor* self) {
   st.agent = nullptr;
 }
 
+// Task types are chosen by clients; beyond the builtin handlers they share one label.
+std::string type_label(const std::string& type) {
+  return type == "echo" || type == "sleep" || type == "fail" || type == "hash" ? type : "other";
+}
+
+void record_finish(const TaskRecord& r) {
+  namespace m = runtime::metrics::names;
+  auto& registry = runtime::metrics::Registry::global();
+  registry
+      .counter(m::tasks_finished, "Tasks that reached a terminal status, by status, priority and type",
+               {{"priority", r.priority}, {"status", r.status}, {"type", type_label(r.type)}})
+      .inc();
+  registry
+      .histogram(m::task_duration, "Time from submission to the terminal status in seconds, by status",
+                 runtime::metrics::duration_buckets(), {{"status", r.status}})
+      .observe(double(std::max<int64_t>(0, r.completed_at - r.created_at)) / 1000.0);
+  registry.histogram(m::task_attempts, "Attempts a task took until its terminal status", runtime::metrics::count_buckets())
+      .observe(double(r.attempts));
+}
+
 void finish_actor(TaskActor* self) {
   auto& st = self->state;
+  record_finish(st.record);
   for (auto& w : st.waiters) w.deliver(true);
   for (auto& w : st.cancel_waiters) w.deliver(st.record);
   st.waiters.clear();

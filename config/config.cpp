@@ -206,11 +206,17 @@ const std::map<std::string, Section>& schema() {
        }},
       {"monitoring",
        {
-           {"metrics_enabled", boolean([](Config& c, bool v) { c.monitoring.metrics_enabled = v; }, 7)},
+           {"metrics_enabled", boolean([](Config& c, bool v) { c.monitoring.metrics_enabled = v; })},
            {"metrics_collection_interval_ms",
-            integer(100, 3600000, [](Config& c, int64_t v) { c.monitoring.metrics_collection_interval_ms = int(v); }, 7)},
+            integer(100, 3600000, [](Config& c, int64_t v) { c.monitoring.metrics_collection_interval_ms = int(v); })},
            {"alert_check_interval_ms",
-            integer(100, 3600000, [](Config& c, int64_t v) { c.monitoring.alert_check_interval_ms = int(v); }, 7)},
+            integer(100, 3600000, [](Config& c, int64_t v) { c.monitoring.alert_check_interval_ms = int(v); })},
+           {"cpu_alert_percent", floating(0, 100, [](Config& c, double v) { c.monitoring.cpu_alert_percent = v; })},
+           {"memory_alert_percent", floating(0, 100, [](Config& c, double v) { c.monitoring.memory_alert_percent = v; })},
+           {"disk_alert_percent", floating(0, 100, [](Config& c, double v) { c.monitoring.disk_alert_percent = v; })},
+           {"agent_failure_rate_alert", floating(0, 1, [](Config& c, double v) { c.monitoring.agent_failure_rate_alert = v; })},
+           {"task_failure_rate_alert", floating(0, 1, [](Config& c, double v) { c.monitoring.task_failure_rate_alert = v; })},
+           {"response_time_alert_ms", integer(1, 600000, [](Config& c, int64_t v) { c.monitoring.response_time_alert_ms = int(v); })},
            // The guide puts log_level under [monitoring]; it is the same setting as [logging] level.
            {"log_level", string([](Config& c, auto& v) { c.logging.level = v == "warning" ? "warn" : v; },
                                 {"trace", "debug", "info", "warn", "warning", "error", "critical", "off"})},
@@ -547,6 +553,13 @@ std::string render(const Config& c) {
     << "\nscheduler_policy = " << q(c.performance.scheduler_policy) << "\nmemory_limit_mb = " << c.performance.memory_limit_mb
     << "\n"
     << "[security]\njwt_secret = " << q(c.security.jwt_secret.empty() ? "" : "********") << "\n"
+    << "[monitoring]\nmetrics_enabled = " << (c.monitoring.metrics_enabled ? "true" : "false")
+    << "\nmetrics_collection_interval_ms = " << c.monitoring.metrics_collection_interval_ms
+    << "\nalert_check_interval_ms = " << c.monitoring.alert_check_interval_ms << "\ncpu_alert_percent = "
+    << c.monitoring.cpu_alert_percent << "\nmemory_alert_percent = " << c.monitoring.memory_alert_percent
+    << "\ndisk_alert_percent = " << c.monitoring.disk_alert_percent << "\nagent_failure_rate_alert = "
+    << c.monitoring.agent_failure_rate_alert << "\ntask_failure_rate_alert = " << c.monitoring.task_failure_rate_alert
+    << "\nresponse_time_alert_ms = " << c.monitoring.response_time_alert_ms << "\n"
     << "[agents]\nmax_agents = " << c.agents.max_agents << "\ndefault_pool = " << list(c.agents.default_pool)
     << "\ndefault_max_concurrent_tasks = " << c.agents.default_max_concurrent_tasks << "\n"
     << "[tasks]\nmax_concurrent_tasks = " << c.tasks.max_concurrent_tasks << "\ntask_timeout_secs = " << c.tasks.task_timeout_secs

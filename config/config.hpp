@@ -55,6 +55,12 @@ struct MonitoringConfig {
   bool metrics_enabled = true;
   int metrics_collection_interval_ms = 5000;
   int alert_check_interval_ms = 30000;
+  double cpu_alert_percent = 80;
+  double memory_alert_percent = 85;
+  double disk_alert_percent = 90;
+  double agent_failure_rate_alert = 0.05;
+  double task_failure_rate_alert = 0.10;
+  int response_time_alert_ms = 500;
   std::string sentry_dsn;
 };
 

@@ -116,11 +116,11 @@ const Router::Route* Router::match(const std::string& path, const std::string& m
   return found;
 }
 
-void Router::dispatch(Call& call) const {
+std::string Router::dispatch(Call& call) const {
   std::vector<std::string> allowed;
   if (const auto* route = match(call.req.path, call.req.method, &allowed, &call.path_params)) {
     route->handler(call);
-    return;
+    return route->pattern;
   }
   if (!allowed.empty()) {
     std::string allow;
@@ -128,9 +128,10 @@ void Router::dispatch(Call& call) const {
     call.res.set_header("Allow", allow);
     send_error(call, ApiError{405, "method_not_allowed", call.req.method + " is not allowed on " + call.req.path +
                                                              " (allowed: " + allow + ")", {}, 0});
-    return;
+    return "unmatched";
   }
   send_error(call, ApiError::not_found("no route for " + call.req.method + " " + call.req.path));
+  return "unmatched";
 }
 
 std::string Router::route_of(const std::string& method, const std::string& path) const {

@@ -59,8 +59,9 @@ class Router {
   using Handler = std::function<void(Call&)>;
   // pattern: "/api/tasks/{id}/cancel"; segments in braces capture.
   void add(const std::string& method, const std::string& pattern, Handler handler);
-  // Runs the matching handler, or answers a JSON 404/405 (with Allow).
-  void dispatch(Call& call) const;
+  // Runs the matching handler, or answers a JSON 404/405 (with Allow). Returns the route
+  // pattern that matched ("unmatched" otherwise), a bounded label for metrics.
+  std::string dispatch(Call& call) const;
   // The pattern a request matched, for metrics labels ("" when none).
   std::string route_of(const std::string& method, const std::string& path) const;
 

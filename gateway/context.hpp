@@ -28,6 +28,7 @@ using Answer = std::variant<T, ApiError>;
 ApiError error_from_actor(const caf::error& err);
 
 void add_system_routes(Router& router, Context& ctx);
+void add_monitoring_routes(Router& router, Context& ctx);
 void add_api_routes(Router& router, Context& ctx);
 
 }  // namespace hub::gateway

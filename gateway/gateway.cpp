@@ -2,6 +2,7 @@
 
 #include "gateway/context.hpp"
 #include "runtime/clock.hpp"
+#include "runtime/metrics.hpp"
 
 #include <httplib.h>
 #include <spdlog/spdlog.h>
@@ -34,6 +35,19 @@ std::string request_id_of(const httplib::Request& req) {
   return sane ? given : runtime::new_uuid();
 }
 
+void record_request(const std::string& route, const std::string& method, int status,
+                    std::chrono::steady_clock::time_point started) {
+  namespace m = runtime::metrics::names;
+  auto& registry = runtime::metrics::Registry::global();
+  double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+  registry.counter(m::http_requests, "HTTP requests answered, by route, method and status code",
+                   {{"code", std::to_string(status)}, {"method", method}, {"route", route}})
+      .inc();
+  registry.histogram(m::http_duration, "HTTP request handling time in seconds, by route",
+                     runtime::metrics::latency_buckets(), {{"route", route}})
+      .observe(seconds);
+}
+
 void add_security_headers(httplib::Response& res) {
   res.set_header("X-Content-Type-Options", "nosniff");
   res.set_header("X-Frame-Options", "DENY");
@@ -47,6 +61,7 @@ Gateway::Gateway(GatewayDeps deps) : impl_(std::make_unique<Impl>()) {
   impl_->ctx.deps = std::move(deps);
   add_system_routes(impl_->router, impl_->ctx);
   add_api_routes(impl_->router, impl_->ctx);
+  add_monitoring_routes(impl_->router, impl_->ctx);
 
   auto& server = impl_->server;
   const auto& cfg = *impl_->ctx.deps.config;
@@ -65,15 +80,18 @@ Gateway::Gateway(GatewayDeps deps) : impl_(std::make_unique<Impl>()) {
     setsockopt(sock, IPPROTO_TCP, TCP_NODELAY, &yes, sizeof(yes));
   });
   auto handle = [this](const httplib::Request& req, httplib::Response& res) {
+    auto started = std::chrono::steady_clock::now();
     Call call{req, res, request_id_of(req), {}};
     res.set_header("X-Request-Id", call.request_id);
     add_security_headers(res);
+    std::string route = "unmatched";
     try {
-      impl_->router.dispatch(call);
+      route = impl_->router.dispatch(call);
     } catch (const std::exception& e) {
       spdlog::error("http: {} {} failed: {} (request {})", req.method, req.path, e.what(), call.request_id);
       send_error(call, ApiError{500, "internal_error", "the request failed inside the node; request id " + call.request_id, {}, 0});
     }
+    record_request(route, req.method, res.status, started);
   };
   // httplib answers 400 by itself to a POST without Content-Length (curl -X POST with no
   // data), before any route runs; such requests carry no body, so route them right here.

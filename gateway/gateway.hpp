@@ -13,6 +13,7 @@
 
 namespace hub::runtime {
 class Store;
+class SystemMonitor;
 }
 
 namespace hub::gateway {
@@ -23,6 +24,7 @@ struct GatewayDeps {
   std::string node;
   std::string version;
   int64_t started_ms = 0;
+  runtime::SystemMonitor* monitor = nullptr;
 };
 
 class Gateway {

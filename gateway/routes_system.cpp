@@ -1,18 +1,81 @@
 // /health, /livez, /readyz: open, cheap, and honest about what is and is not working.
 #include "gateway/context.hpp"
 #include "runtime/clock.hpp"
+#include "runtime/metrics.hpp"
 #include "runtime/process_stats.hpp"
 #include "runtime/store/store.hpp"
+#include "runtime/system_monitor.hpp"
 
 #include <httplib.h>
 
 namespace hub::gateway {
 namespace {
 
+namespace m = runtime::metrics::names;
+
 json component(const std::string& status, json figures, const std::string& reason = "") {
   figures["status"] = status;
   if (!reason.empty()) figures["reason"] = reason;
   return figures;
+}
+
+json components(Context& ctx) {
+  const auto& cfg = *ctx.deps.config;
+  auto& registry = runtime::metrics::Registry::global();
+  json out = json::object();
+
+  auto stats = ctx.store->stats();
+  out["store"] = component(stats.last_write_failed ? "unhealthy" : "healthy",
+                           {{"backend", stats.backend}, {"commits", stats.writes}, {"write_errors", stats.write_errors},
+                            {"last_commit_ms", stats.last_commit_ms}},
+                           stats.last_write_failed ? "the last write failed: " + stats.last_error : "");
+
+  double last_tick = registry.gauge(m::scheduler_last_tick, "").value();
+  double tick_age = double(runtime::now_ms()) / 1000.0 - last_tick;
+  double queued = 0;
+  for (auto p : {"critical", "high", "medium", "low"})
+    queued += registry.gauge(m::task_queue_depth, "", {{"priority", p}}).value();
+  out["scheduler"] = component(tick_age < 5 ? "healthy" : "unhealthy",
+                               {{"queued_tasks", queued}, {"running_tasks", registry.gauge(m::tasks_running, "").value()},
+                                {"seconds_since_tick", tick_age}},
+                               tick_age < 5 ? "" : "the scheduler has not run its housekeeping for " + std::to_string(int(tick_age)) + " s");
+
+  double placeable = 0, total = 0;
+  for (auto state : {"idle", "working", "learning", "failed", "inactive"})
+    for (auto type : {"worker", "coordinator", "specialist", "learner"}) {
+      double n = registry.gauge(m::agents, "", {{"state", state}, {"type", type}}).value();
+      total += n;
+      if (std::string(state) == "idle" || std::string(state) == "working") placeable += n;
+    }
+  auto sample = ctx.deps.monitor->latest();
+  std::string agent_reason = placeable == 0 ? "no agent can take tasks (none idle or working)"
+                             : sample.agent_failure_rate > cfg.monitoring.agent_failure_rate_alert
+                                 ? "attempt failure rate above [monitoring] agent_failure_rate_alert"
+                                 : "";
+  out["agents"] = component(agent_reason.empty() ? "healthy" : "degraded",
+                            {{"total", total}, {"available", placeable}, {"failure_rate", sample.agent_failure_rate}},
+                            agent_reason);
+
+  auto rss = runtime::read_process_stats().rss_bytes;
+  auto limit_mb = cfg.performance.memory_limit_mb;
+  std::string resource_reason;
+  if (limit_mb > 0 && rss > limit_mb * 1024 * 1024)
+    resource_reason = "resident memory is above [performance] memory_limit_mb: new tasks are refused";
+  else if (sample.memory_percent > cfg.monitoring.memory_alert_percent)
+    resource_reason = "host memory usage is above [monitoring] memory_alert_percent";
+  else if (sample.disk_used_percent > cfg.monitoring.disk_alert_percent)
+    resource_reason = "the data directory's disk is above [monitoring] disk_alert_percent";
+  else if (sample.cpu_percent > cfg.monitoring.cpu_alert_percent)
+    resource_reason = "host CPU usage is above [monitoring] cpu_alert_percent";
+  out["resources"] = component(resource_reason.empty() ? "healthy" : "degraded",
+                               {{"cpu_usage_percent", sample.cpu_percent}, {"memory_usage_percent", sample.memory_percent},
+                                {"disk_usage_percent", sample.disk_used_percent}, {"process_rss_bytes", rss},
+                                {"memory_limit_mb", limit_mb}},
+                               resource_reason);
+  out["cluster"] = component("disabled", {{"nodes", 1}}, "single node: clustering arrives with issue #6");
+  out["neural"] = component("disabled", {{"workers", 0}}, "neural workers arrive with issue #8");
+  out["breakers"] = component("disabled", {{"open", 0}}, "circuit breakers arrive with issue #5");
+  return out;
 }
 
 }  // namespace
@@ -33,37 +96,21 @@ void add_system_routes(Router& router, Context& ctx) {
     json data{{"version", ctx.deps.version}, {"node", ctx.deps.node}, {"uptime_seconds", uptime},
               {"environment", ctx.deps.config->environment}};
     std::string status = "healthy";
-    json components = json::object();
     if (!ctx.attached) {
       status = ctx.draining ? "draining" : "starting";
     } else {
-      auto stats = ctx.store->stats();
-      components["store"] = component(stats.write_errors > 0 && stats.writes == 0 ? "unhealthy" : "healthy",
-                                      {{"backend", stats.backend},
-                                       {"commits", stats.writes},
-                                       {"rows_written", stats.rows_written},
-                                       {"write_errors", stats.write_errors},
-                                       {"last_commit_ms", stats.last_commit_ms}});
-      auto process = runtime::read_process_stats();
-      auto limit_mb = ctx.deps.config->performance.memory_limit_mb;
-      bool over = limit_mb > 0 && process.rss_bytes > limit_mb * 1024 * 1024;
-      components["resources"] =
-          component(over ? "degraded" : "healthy",
-                    {{"process_rss_bytes", process.rss_bytes}, {"memory_limit_mb", limit_mb}},
-                    over ? "resident memory is above [performance] memory_limit_mb: new tasks are refused" : "");
-      if (over) status = "degraded";
+      auto parts = components(ctx);
+      for (const auto& [name, c] : parts.items()) {
+        if (c["status"] == "unhealthy") status = "unhealthy";
+        else if (c["status"] == "degraded" && status == "healthy") status = "degraded";
+      }
+      if (call.req.get_param_value("detailed") == "true") data["components"] = parts;
     }
     if (ctx.draining) status = "draining";
     data["status"] = status;
-    if (call.req.get_param_value("detailed") == "true") data["components"] = components;
     bool ok = status == "healthy" || status == "degraded";
-    if (ok) {
-      send_data(call, 200, std::move(data));
-    } else {
-      call.res.status = 503;
-      send_data(call, 503, std::move(data));
-      call.res.set_header("Retry-After", "1");
-    }
+    send_data(call, ok ? 200 : 503, std::move(data));
+    if (!ok) call.res.set_header("Retry-After", "1");
   });
 }
 

@@ -94,3 +94,26 @@ class Registry {
 };
 
 }  // namespace hub::runtime::metrics
+
+namespace hub::runtime::metrics::names {
+// Every family the node exports, named once.
+inline constexpr const char* http_requests = "ai_orchestrator_http_requests_total";
+inline constexpr const char* http_duration = "ai_orchestrator_http_request_duration_seconds";
+inline constexpr const char* tasks_submitted = "ai_orchestrator_tasks_submitted_total";
+inline constexpr const char* tasks_finished = "ai_orchestrator_tasks_finished_total";
+inline constexpr const char* task_duration = "ai_orchestrator_task_duration_seconds";
+inline constexpr const char* task_attempts = "ai_orchestrator_task_attempts";
+inline constexpr const char* task_queue_depth = "ai_orchestrator_task_queue_depth";
+inline constexpr const char* tasks_running = "ai_orchestrator_tasks_running";
+inline constexpr const char* tasks_unfinished = "ai_orchestrator_tasks_unfinished";
+inline constexpr const char* agents = "ai_orchestrator_agents";
+inline constexpr const char* executor_calls = "ai_orchestrator_executor_calls_total";
+inline constexpr const char* executor_duration = "ai_orchestrator_executor_duration_seconds";
+inline constexpr const char* store_commit_duration = "ai_orchestrator_store_commit_duration_seconds";
+inline constexpr const char* store_rows = "ai_orchestrator_store_rows_written_total";
+inline constexpr const char* store_errors = "ai_orchestrator_store_errors_total";
+inline constexpr const char* store_read_duration = "ai_orchestrator_store_read_duration_seconds";
+inline constexpr const char* actors = "ai_orchestrator_actors";
+inline constexpr const char* alerts_active = "ai_orchestrator_alerts_active";
+inline constexpr const char* scheduler_last_tick = "ai_orchestrator_scheduler_last_tick_seconds";
+}  // namespace hub::runtime::metrics::names

@@ -1,8 +1,9 @@
-// Figures about this process and host read from /proc: resident memory, CPU time, load.
-// Cheap (a few small file reads); thread-safe.
+// Figures about this process read from /proc: resident and virtual memory, CPU time, open
+// and maximum file descriptors, start time. Cheap (a few small file reads); thread-safe.
 #pragma once
 
 #include <cstdint>
+#include <string>
 
 namespace hub::runtime {
 
@@ -12,5 +13,8 @@ struct ProcessStats {
 };
 
 ProcessStats read_process_stats();
+
+// The standard process_* families in Prometheus text format.
+std::string process_exposition();
 
 }  // namespace hub::runtime

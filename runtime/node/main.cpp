@@ -10,6 +10,7 @@
 #include "runtime/logging.hpp"
 #include "runtime/store/store.hpp"
 #include "runtime/store/store_actor.hpp"
+#include "runtime/system_monitor.hpp"
 #include "runtime/version.hpp"
 
 #include <CLI/CLI.hpp>
@@ -157,7 +158,11 @@ int run_node(const config::LoadResult& loaded) {
   std::thread(wait_for_signals, &shutdown).detach();
 
   auto name = node_name(cfg);
-  gateway::Gateway gateway({nullptr, &cfg, name, kVersion, started_ms});
+  const auto& mon = cfg.monitoring;
+  runtime::SystemMonitor monitor(cfg.server.data_dir, mon.metrics_collection_interval_ms, mon.alert_check_interval_ms,
+                                 {mon.cpu_alert_percent, mon.memory_alert_percent, mon.disk_alert_percent,
+                                  mon.agent_failure_rate_alert, mon.task_failure_rate_alert, double(mon.response_time_alert_ms)});
+  gateway::Gateway gateway({nullptr, &cfg, name, kVersion, started_ms, &monitor});
   if (auto err = gateway.bind(); !err.empty()) {
     spdlog::error("{}", err);
     std::cerr << "ai-orchestrator-hub: " << err << "\n";
@@ -177,6 +182,7 @@ int run_node(const config::LoadResult& loaded) {
   runtime::HubActorConfig actor_config(cfg.scheduler_threads(), cfg.performance.scheduler_policy);
   caf::actor_system system{actor_config};
   auto* gw = &gateway;
+  monitor.start();
   gw->serve();
   spdlog::info("http: listening on {}:{} ({} workers); not ready until recovery ends", cfg.server.host, cfg.server.port,
                cfg.server.workers);

@@ -215,13 +215,22 @@ struct SqliteStore::Impl {
   std::mutex readers_mutex;
   std::vector<std::unique_ptr<Db>> idle_readers;
   std::mutex stats_mutex;
-  StoreStats stats{"sqlite"};
+  StoreStats stats = [] {
+    StoreStats s;
+    s.backend = "sqlite";
+    return s;
+  }();
+  int64_t readers_active = 0;
 
   // A reader connection, returned to the pool when the lease ends.
   struct Lease {
     Impl* impl;
     std::unique_ptr<Db> db;
     ~Lease() {
+      {
+        std::lock_guard<std::mutex> lock(impl->stats_mutex);
+        --impl->readers_active;
+      }
       if (!db) return;
       std::lock_guard<std::mutex> lock(impl->readers_mutex);
       impl->idle_readers.push_back(std::move(db));
@@ -230,6 +239,11 @@ struct SqliteStore::Impl {
   };
 
   Lease reader() {
+    {
+      std::lock_guard<std::mutex> lock(stats_mutex);
+      ++stats.reads;
+      ++readers_active;
+    }
     {
       std::lock_guard<std::mutex> lock(readers_mutex);
       if (!idle_readers.empty()) {
@@ -321,6 +335,8 @@ std::optional<StoreError> SqliteStore::write(const WriteBatch& batch) {
     exec(db, "ROLLBACK", ignored);
     std::lock_guard<std::mutex> lock(impl_->stats_mutex);
     ++impl_->stats.write_errors;
+    impl_->stats.last_write_failed = true;
+    impl_->stats.last_error = what;
     return StoreError{"io", what};
   };
   if (!exec(db, "BEGIN IMMEDIATE", error)) return fail(error);
@@ -408,6 +424,7 @@ std::optional<StoreError> SqliteStore::write(const WriteBatch& batch) {
   double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - started).count();
   std::lock_guard<std::mutex> lock(impl_->stats_mutex);
   ++impl_->stats.writes;
+  impl_->stats.last_write_failed = false;
   impl_->stats.rows_written += int64_t(batch.size());
   impl_->stats.last_commit_ms = ms;
   impl_->stats.total_commit_ms += ms;
@@ -517,8 +534,16 @@ std::vector<AgentRecord> SqliteStore::agents() {
 }
 
 StoreStats SqliteStore::stats() {
+  size_t idle = 0;
+  {
+    std::lock_guard<std::mutex> lock(impl_->readers_mutex);
+    idle = impl_->idle_readers.size();
+  }
   std::lock_guard<std::mutex> lock(impl_->stats_mutex);
-  return impl_->stats;
+  auto s = impl_->stats;
+  s.pool_active = impl_->readers_active + 1;  // the writer connection is always held
+  s.pool_idle = int64_t(idle);
+  return s;
 }
 
 }  // namespace hub::runtime

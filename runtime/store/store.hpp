@@ -36,6 +36,11 @@ struct StoreStats {
   int64_t writes = 0;        // committed transactions
   int64_t rows_written = 0;
   int64_t write_errors = 0;
+  bool last_write_failed = false;
+  std::string last_error;
+  int64_t reads = 0;
+  int64_t pool_active = 0;  // connections in use (writer included while committing)
+  int64_t pool_idle = 0;
   double last_commit_ms = 0;
   double total_commit_ms = 0;
 };

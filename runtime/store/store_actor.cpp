@@ -1,5 +1,6 @@
 #include "runtime/store/store_actor.hpp"
 
+#include "runtime/metrics.hpp"
 #include "runtime/store/store.hpp"
 
 #include <caf/actor_system.hpp>
@@ -37,7 +38,16 @@ void append(WriteBatch& into, WriteBatch& from) {
 void commit(StoreActor* self) {
   auto& st = self->state;
   if (st.waiting.empty()) return;
+  namespace m = metrics::names;
+  auto& registry = metrics::Registry::global();
+  auto started = std::chrono::steady_clock::now();
+  auto rows = st.pending.size();
   auto error = st.store->write(st.pending);
+  registry.histogram(m::store_commit_duration, "Store transaction (group commit) time in seconds",
+                     metrics::latency_buckets())
+      .observe(std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
+  if (error) registry.counter(m::store_errors, "Store transactions that failed").inc();
+  else registry.counter(m::store_rows, "Rows written to the store").inc(double(rows));
   st.pending = WriteBatch{};
   auto waiting = std::move(st.waiting);
   st.waiting.clear();
