@@ -99,7 +99,8 @@ BOOST_AUTO_TEST_CASE(health_readiness_errors_and_a_clean_sigterm) {
   BOOST_TEST(health->status == 200);
   auto h = body_of(health);
   BOOST_TEST(h["success"] == true);
-  BOOST_TEST(h["data"]["status"] == "healthy");
+  // "degraded" (still 200) when the test box itself is above the CPU alert threshold.
+  BOOST_TEST((h["data"]["status"] == "healthy" || h["data"]["status"] == "degraded"));
   BOOST_TEST(h["data"]["version"].is_string());
   BOOST_TEST(h["data"]["uptime_seconds"].is_number());
   BOOST_TEST(h["request_id"].is_string());
