@@ -156,7 +156,12 @@ const std::map<std::string, Section>& schema() {
            {"max_body_bytes", integer(1024, int64_t(1) << 30, [](Config& c, int64_t v) { c.server.max_body_bytes = v; })},
            {"data_dir", string([](Config& c, auto& v) { c.server.data_dir = v; }, {},
                                [](const std::string& v) { return v.empty() ? "expected a directory path" : ""; })},
-           {"cors_origins", string_list([](Config& c, auto v) { c.server.cors_origins = std::move(v); }, {}, 7)},
+           {"cors_origins", string_list([](Config& c, auto v) { c.server.cors_origins = std::move(v); },
+                                        [](const std::string& o) {
+                                          return o == "*" || o.rfind("http://", 0) == 0 || o.rfind("https://", 0) == 0
+                                                     ? ""
+                                                     : "CORS origins look like \"https://example.com\" (or \"*\")";
+                                        })},
        }},
       {"database",
        {
@@ -198,11 +203,18 @@ const std::map<std::string, Section>& schema() {
        }},
       {"security",
        {
-           {"jwt_secret", string([](Config& c, auto& v) { c.security.jwt_secret = v; }, {}, {}, 7)},
-           {"api_keys", string_list([](Config& c, auto v) { c.security.api_keys = std::move(v); }, {}, 7)},
+           {"jwt_secret", string([](Config& c, auto& v) { c.security.jwt_secret = v; })},
+           {"api_keys", string_list([](Config& c, auto v) { c.security.api_keys = std::move(v); },
+                                    [](const std::string& k) { return k.size() < 8 ? "API keys must be 8 or more characters" : ""; })},
            {"rate_limit_requests_per_minute",
-            integer(1, 10000000, [](Config& c, int64_t v) { c.security.rate_limit_requests_per_minute = int(v); }, 7)},
-           {"audit_logging_enabled", boolean([](Config& c, bool v) { c.security.audit_logging_enabled = v; }, 7)},
+            integer(1, 100000000, [](Config& c, int64_t v) { c.security.rate_limit_requests_per_minute = int(v); })},
+           {"audit_logging_enabled", boolean([](Config& c, bool v) { c.security.audit_logging_enabled = v; })},
+           {"access_token_ttl_seconds", integer(10, 86400, [](Config& c, int64_t v) { c.security.access_token_ttl_seconds = int(v); })},
+           {"refresh_token_ttl_seconds",
+            integer(60, 365LL * 86400, [](Config& c, int64_t v) { c.security.refresh_token_ttl_seconds = int(v); })},
+           {"login_max_failures", integer(1, 1000, [](Config& c, int64_t v) { c.security.login_max_failures = int(v); })},
+           {"login_lockout_seconds", integer(1, 86400, [](Config& c, int64_t v) { c.security.login_lockout_seconds = int(v); })},
+           {"metrics_require_auth", boolean([](Config& c, bool v) { c.security.metrics_require_auth = v; })},
        }},
       {"monitoring",
        {
@@ -444,7 +456,7 @@ void validate(const Layered& layered, LoadResult& result) {
   if (c.environment == "production") {
     const auto& secret = c.security.jwt_secret;
     if (secret.empty())
-      result.problems.push_back("[security] jwt_secret: required in production (set JWT_SECRET to 32 or more random bytes)");
+      result.problems.push_back("[security] jwt_secret: required in production: the API may not run without credentials (set JWT_SECRET to 32 or more random bytes)");
     else if (is_placeholder_secret(secret))
       result.problems.push_back("[security] jwt_secret = \"" + secret +
                                 "\": the placeholder from the documentation is refused in production; set JWT_SECRET");
@@ -544,7 +556,7 @@ std::string render(const Config& c) {
   o << "# environment: " << c.environment << "\n"
     << "[server]\nhost = " << q(c.server.host) << "\nport = " << c.server.port << "\nworkers = " << c.server.workers
     << "\nshutdown_timeout_ms = " << c.server.shutdown_timeout_ms << "\nmax_body_bytes = " << c.server.max_body_bytes
-    << "\ndata_dir = " << q(c.server.data_dir) << "\n"
+    << "\ndata_dir = " << q(c.server.data_dir) << "\ncors_origins = " << list(c.server.cors_origins) << "\n"
     << "[database]\nurl = " << q(c.database.url) << "\nconnection_timeout_seconds = " << c.database.connection_timeout_seconds
     << "\nsqlite_synchronous = " << q(c.database.sqlite_synchronous) << "\n"
     << "[logging]\nlevel = " << q(c.logging.level) << "\nformat = " << q(c.logging.format) << "\nfile = " << q(c.logging.file)
@@ -552,7 +564,14 @@ std::string render(const Config& c) {
     << "[performance]\ncpu_cores = " << (c.performance.cpu_cores ? std::to_string(c.performance.cpu_cores) : q("auto"))
     << "\nscheduler_policy = " << q(c.performance.scheduler_policy) << "\nmemory_limit_mb = " << c.performance.memory_limit_mb
     << "\n"
-    << "[security]\njwt_secret = " << q(c.security.jwt_secret.empty() ? "" : "********") << "\n"
+    << "[security]\njwt_secret = " << q(c.security.jwt_secret.empty() ? "" : "********")
+    << "\n# api_keys: " << c.security.api_keys.size() << " configured"
+    << "\nrate_limit_requests_per_minute = " << c.security.rate_limit_requests_per_minute
+    << "\naudit_logging_enabled = " << (c.security.audit_logging_enabled ? "true" : "false")
+    << "\naccess_token_ttl_seconds = " << c.security.access_token_ttl_seconds
+    << "\nrefresh_token_ttl_seconds = " << c.security.refresh_token_ttl_seconds
+    << "\nlogin_max_failures = " << c.security.login_max_failures << "\nlogin_lockout_seconds = " << c.security.login_lockout_seconds
+    << "\nmetrics_require_auth = " << (c.security.metrics_require_auth ? "true" : "false") << "\n"
     << "[monitoring]\nmetrics_enabled = " << (c.monitoring.metrics_enabled ? "true" : "false")
     << "\nmetrics_collection_interval_ms = " << c.monitoring.metrics_collection_interval_ms
     << "\nalert_check_interval_ms = " << c.monitoring.alert_check_interval_ms << "\ncpu_alert_percent = "

@@ -47,8 +47,13 @@ struct PerformanceConfig {
 struct SecurityConfig {
   std::string jwt_secret;
   std::vector<std::string> api_keys;
-  int rate_limit_requests_per_minute = 1000;
+  int rate_limit_requests_per_minute = 6000;
   bool audit_logging_enabled = false;
+  int access_token_ttl_seconds = 900;
+  int refresh_token_ttl_seconds = 7 * 24 * 3600;
+  int login_max_failures = 5;
+  int login_lockout_seconds = 900;
+  bool metrics_require_auth = false;
 };
 
 struct MonitoringConfig {

@@ -39,11 +39,21 @@ struct ApiError {
 };
 
 // What a handler sees of a request, beyond httplib's.
+// Who made a request, once authenticated.
+struct Principal {
+  std::string name;
+  std::string role;  // admin|operator|viewer|agent
+  std::string via;   // api_key|token|open
+  std::string token_id;
+  int64_t token_expires_ms = 0;
+};
+
 struct Call {
   const httplib::Request& req;
   httplib::Response& res;
   std::string request_id;
   std::map<std::string, std::string> path_params;  // {id} and friends
+  std::optional<Principal> principal;                // set once authenticated
 };
 
 void send_data(Call& call, int status, json data);

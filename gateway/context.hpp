@@ -4,6 +4,7 @@
 
 #include "gateway/api.hpp"
 #include "gateway/gateway.hpp"
+#include "gateway/security.hpp"
 
 #include <caf/actor.hpp>
 
@@ -14,7 +15,10 @@
 namespace hub::gateway {
 
 struct Context {
+  explicit Context(GatewayDeps d) : deps(std::move(d)), security(*deps.config) {}
   GatewayDeps deps;
+  Security security;
+  caf::actor store_actor;  // for audit entries (group commit)
   std::atomic<bool> ready{false};
   std::atomic<bool> attached{false};
   std::atomic<bool> draining{false};
@@ -29,6 +33,10 @@ ApiError error_from_actor(const caf::error& err);
 
 void add_system_routes(Router& router, Context& ctx);
 void add_monitoring_routes(Router& router, Context& ctx);
+void add_auth_routes(Router& router, Context& ctx);
+
+// What a route needs from the caller; nullopt: open to everyone.
+std::optional<Permission> permission_for(const std::string& method, const std::string& route, const config::Config& cfg);
 void add_api_routes(Router& router, Context& ctx);
 
 }  // namespace hub::gateway

@@ -3,6 +3,11 @@
 #include "gateway/context.hpp"
 #include "runtime/clock.hpp"
 #include "runtime/metrics.hpp"
+#include "runtime/domain.hpp"
+#include "runtime/store/store_actor.hpp"
+
+#include <caf/actor_system.hpp>
+#include <caf/send.hpp>
 
 #include <httplib.h>
 #include <spdlog/spdlog.h>
@@ -10,12 +15,14 @@
 #include <netinet/tcp.h>
 #include <sys/socket.h>
 
+#include <algorithm>
 #include <condition_variable>
 #include <thread>
 
 namespace hub::gateway {
 
 struct Gateway::Impl {
+  explicit Impl(GatewayDeps deps) : ctx(std::move(deps)) {}
   Context ctx;
   Router router;
   httplib::Server server;
@@ -48,6 +55,65 @@ void record_request(const std::string& route, const std::string& method, int sta
       .observe(seconds);
 }
 
+void add_cors(const Context& ctx, const httplib::Request& req, httplib::Response& res) {
+  auto origin = req.get_header_value("Origin");
+  if (origin.empty()) return;
+  const auto& allowed = ctx.deps.config->server.cors_origins;
+  bool any = std::find(allowed.begin(), allowed.end(), "*") != allowed.end();
+  if (!any && std::find(allowed.begin(), allowed.end(), origin) == allowed.end()) return;
+  res.set_header("Access-Control-Allow-Origin", any ? "*" : origin);
+  res.set_header("Vary", "Origin");
+  res.set_header("Access-Control-Allow-Headers", "Content-Type, Authorization, X-API-Key, X-Request-Id, Idempotency-Key");
+  res.set_header("Access-Control-Allow-Methods", "GET, POST, DELETE, OPTIONS");
+  res.set_header("Access-Control-Max-Age", "600");
+}
+
+void audit(Context& ctx, const Call& call, const std::string& route, const Principal& who) {
+  if (!ctx.deps.config->security.audit_logging_enabled || !ctx.store_actor) return;
+  runtime::WriteBatch batch;
+  batch.audit.push_back({runtime::now_ms(), who.name, who.role, call.req.method + " " + route, call.req.path,
+                         call.res.status, call.request_id, call.req.remote_addr});
+  caf::anon_send(ctx.store_actor, runtime::persist_atom::value, std::move(batch));
+}
+
+// Authenticates, rate-limits and authorizes a request; answers it (and returns false)
+// when it may not go on. Preflights are answered here too.
+bool admit(Context& ctx, Call& call, const std::string& route) {
+  const auto& req = call.req;
+  add_cors(ctx, req, call.res);
+  if (req.method == "OPTIONS") {
+    call.res.status = 204;
+    return false;
+  }
+  auto needed = permission_for(req.method, route, *ctx.deps.config);
+  if (!needed) return true;
+  auto who = ctx.security.authenticate(req.get_header_value("X-API-Key"), req.get_header_value("Authorization"));
+  if (auto* e = std::get_if<ApiError>(&who)) {
+    call.res.set_header("WWW-Authenticate", "Bearer realm=\"ai-orchestrator-hub\"");
+    send_error(call, *e);
+    return false;
+  }
+  auto& principal = std::get<Principal>(who);
+  auto quota = ctx.security.take(principal.via == "open" ? "ip:" + req.remote_addr : principal.name);
+  call.res.set_header("X-RateLimit-Limit", std::to_string(quota.limit));
+  call.res.set_header("X-RateLimit-Remaining", std::to_string(quota.remaining));
+  call.res.set_header("X-RateLimit-Reset", std::to_string(quota.reset_s));
+  if (!quota.allowed) {
+    send_error(call, ApiError{429, "rate_limited",
+                              "more than " + std::to_string(quota.limit) + " requests per minute; retry after " +
+                                  std::to_string(quota.retry_after_s) + " s",
+                              {}, quota.retry_after_s});
+    return false;
+  }
+  if (!role_allows(principal.role, *needed)) {
+    send_error(call, ApiError{403, "forbidden", "the role \"" + principal.role + "\" may not " + req.method + " " + route, {}, 0});
+    audit(ctx, call, route, principal);
+    return false;
+  }
+  call.principal = principal;
+  return true;
+}
+
 void add_security_headers(httplib::Response& res) {
   res.set_header("X-Content-Type-Options", "nosniff");
   res.set_header("X-Frame-Options", "DENY");
@@ -57,9 +123,9 @@ void add_security_headers(httplib::Response& res) {
 
 }  // namespace
 
-Gateway::Gateway(GatewayDeps deps) : impl_(std::make_unique<Impl>()) {
-  impl_->ctx.deps = std::move(deps);
+Gateway::Gateway(GatewayDeps deps) : impl_(std::make_unique<Impl>(std::move(deps))) {
   add_system_routes(impl_->router, impl_->ctx);
+  add_auth_routes(impl_->router, impl_->ctx);
   add_api_routes(impl_->router, impl_->ctx);
   add_monitoring_routes(impl_->router, impl_->ctx);
 
@@ -81,16 +147,18 @@ Gateway::Gateway(GatewayDeps deps) : impl_(std::make_unique<Impl>()) {
   });
   auto handle = [this](const httplib::Request& req, httplib::Response& res) {
     auto started = std::chrono::steady_clock::now();
-    Call call{req, res, request_id_of(req), {}};
+    Call call{req, res, request_id_of(req), {}, std::nullopt};
     res.set_header("X-Request-Id", call.request_id);
     add_security_headers(res);
-    std::string route = "unmatched";
+    std::string route = impl_->router.route_of(req.method, req.path);
+    if (route.empty()) route = "unmatched";
     try {
-      route = impl_->router.dispatch(call);
+      if (admit(impl_->ctx, call, route)) route = impl_->router.dispatch(call);
     } catch (const std::exception& e) {
       spdlog::error("http: {} {} failed: {} (request {})", req.method, req.path, e.what(), call.request_id);
       send_error(call, ApiError{500, "internal_error", "the request failed inside the node; request id " + call.request_id, {}, 0});
     }
+    if (call.principal && req.method != "GET" && req.method != "OPTIONS") audit(impl_->ctx, call, route, *call.principal);
     record_request(route, req.method, res.status, started);
   };
   // httplib answers 400 by itself to a POST without Content-Length (curl -X POST with no
@@ -135,8 +203,10 @@ void Gateway::serve() {
   impl_->thread = std::thread([this] { impl_->server.listen_after_bind(); });
 }
 
-void Gateway::attach(caf::actor_system& system, caf::actor scheduler, runtime::Store* store) {
+void Gateway::attach(caf::actor_system& system, caf::actor scheduler, caf::actor store_actor, runtime::Store* store) {
   impl_->ctx.deps.system = &system;
+  impl_->ctx.store_actor = std::move(store_actor);
+  impl_->ctx.security.attach(store);
   impl_->ctx.scheduler = std::move(scheduler);
   impl_->ctx.store = store;
   impl_->ctx.attached = true;
@@ -157,8 +227,14 @@ bool Gateway::stop(int deadline_ms) {
     impl->stopped_cv.notify_all();
   }).detach();
   std::unique_lock<std::mutex> lock(impl_->stop_mutex);
-  if (impl_->stopped_cv.wait_for(lock, std::chrono::milliseconds(deadline_ms), [&] { return impl_->stopped; }))
+  if (impl_->stopped_cv.wait_for(lock, std::chrono::milliseconds(deadline_ms), [&] { return impl_->stopped; })) {
+    // No request runs any more: let go of the actors, so the actor system can end
+    // (a detached actor's thread waits until no handle to it is left).
+    impl_->ctx.attached = false;
+    impl_->ctx.scheduler = nullptr;
+    impl_->ctx.store_actor = nullptr;
     return true;
+  }
   spdlog::warn("http: requests still in flight after {} ms", deadline_ms);
   return false;
 }

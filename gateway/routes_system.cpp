@@ -72,6 +72,14 @@ json components(Context& ctx) {
                                 {"disk_usage_percent", sample.disk_used_percent}, {"process_rss_bytes", rss},
                                 {"memory_limit_mb", limit_mb}},
                                resource_reason);
+  bool open = ctx.security.open();
+  out["security"] = component(open ? "open" : "healthy",
+                              {{"credentials_configured", !open},
+                               {"api_keys", cfg.security.api_keys.size()},
+                               {"bearer_tokens", !cfg.security.jwt_secret.empty()},
+                               {"rate_limit_requests_per_minute", cfg.security.rate_limit_requests_per_minute},
+                               {"audit_logging", cfg.security.audit_logging_enabled}},
+                              open ? "no credentials configured: the API is open to anyone (development only)" : "");
   out["cluster"] = component("disabled", {{"nodes", 1}}, "single node: clustering arrives with issue #6");
   out["neural"] = component("disabled", {{"workers", 0}}, "neural workers arrive with issue #8");
   out["breakers"] = component("disabled", {{"open", 0}}, "circuit breakers arrive with issue #5");

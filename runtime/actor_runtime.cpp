@@ -14,6 +14,8 @@ HubActorConfig::HubActorConfig(int threads, const std::string& policy) {
   add_message_type<AgentRecord>("hub_agent_record");
   add_message_type<TaskRecord>("hub_task_record");
   add_message_type<TaskEvent>("hub_task_event");
+  add_message_type<AuditEntry>("hub_audit_entry");
+  add_message_type<std::vector<AuditEntry>>("hub_audit_entries");
   add_message_type<WriteBatch>("hub_write_batch");
   add_message_type<std::vector<Capability>>("hub_capabilities");
   add_message_type<std::vector<RequiredCapability>>("hub_required_capabilities");

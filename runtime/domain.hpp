@@ -76,14 +76,34 @@ struct TaskEvent {
   std::string reason;
 };
 
+// Who did what to which resource, and how it ended (the audit log).
+struct AuditEntry {
+  int64_t at = 0;
+  std::string actor;
+  std::string role;
+  std::string action;    // "POST /api/tasks/{id}/cancel"
+  std::string resource;  // the request path
+  int32_t status = 0;
+  std::string request_id;
+  std::string client;  // remote address
+};
+
+struct UserRecord {
+  std::string username;
+  std::string password_hash;  // argon2id, libsodium's crypto_pwhash_str format
+  std::string role;           // admin|operator|viewer|agent
+  int64_t created_at = 0;
+};
+
 // Everything one group commit writes: all of it or nothing.
 struct WriteBatch {
   std::vector<TaskRecord> tasks;         // full upserts, by id (new or re-submitted tasks)
   std::vector<TaskRecord> task_updates;  // state only (status, attempts, agent, result, error, times) of stored tasks
   std::vector<TaskEvent> events;
   std::vector<AgentRecord> agents;  // upserts, by id
-  bool empty() const { return tasks.empty() && task_updates.empty() && events.empty() && agents.empty(); }
-  size_t size() const { return tasks.size() + task_updates.size() + events.size() + agents.size(); }
+  std::vector<AuditEntry> audit;
+  bool empty() const { return tasks.empty() && task_updates.empty() && events.empty() && agents.empty() && audit.empty(); }
+  size_t size() const { return tasks.size() + task_updates.size() + events.size() + agents.size() + audit.size(); }
 };
 
 bool is_terminal(const std::string& status);
@@ -115,8 +135,13 @@ typename Inspector::result_type inspect(Inspector& f, TaskEvent& x) {
   return f(caf::meta::type_name("task_event"), x.task_id, x.from, x.to, x.at, x.attempt, x.reason);
 }
 template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, AuditEntry& x) {
+  return f(caf::meta::type_name("audit_entry"), x.at, x.actor, x.role, x.action, x.resource, x.status, x.request_id,
+           x.client);
+}
+template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, WriteBatch& x) {
-  return f(caf::meta::type_name("write_batch"), x.tasks, x.task_updates, x.events, x.agents);
+  return f(caf::meta::type_name("write_batch"), x.tasks, x.task_updates, x.events, x.agents, x.audit);
 }
 
 }  // namespace hub::runtime

@@ -7,9 +7,9 @@ BUILD_PACKAGES=(
   build-essential cmake ninja-build ccache pkg-config git
   libcaf-dev libprotobuf-dev protobuf-compiler libpq-dev libsqlite3-dev libspdlog-dev
   libtoml11-dev libcpp-httplib-dev libboost-test-dev nlohmann-json3-dev libjwt-dev
-  libcli11-dev libssl-dev
+  libcli11-dev libssl-dev libsodium-dev
 )
-TEST_PACKAGES=(postgresql sqlite3 curl jq tmux iproute2 wrk procps logrotate systemd)
+TEST_PACKAGES=(postgresql sqlite3 curl jq tmux iproute2 wrk procps logrotate systemd prometheus bc)
 
 missing=()
 for p in "${BUILD_PACKAGES[@]}" "${TEST_PACKAGES[@]}"; do

@@ -5,6 +5,7 @@
 #include "actors/task_protocol.hpp"
 #include "config/config.hpp"
 #include "gateway/gateway.hpp"
+#include "gateway/security.hpp"
 #include "runtime/actor_runtime.hpp"
 #include "runtime/clock.hpp"
 #include "runtime/logging.hpp"
@@ -104,6 +105,42 @@ int run_check(const config::LoadResult& loaded) {
   return 1;
 }
 
+// `user add NAME --role ROLE`: the password comes from stdin (a second line, when given,
+// must repeat it), so it never shows in the process list or the shell history.
+int add_user(const config::LoadResult& loaded, const std::string& name, const std::string& role) {
+  if (!loaded.ok()) {
+    for (const auto& p : loaded.problems) std::cerr << "ai-orchestrator-hub: config: " << p << "\n";
+    return 1;
+  }
+  if (name.empty() || name.size() > 100 || name.find_first_of(" \t\n:/") != std::string::npos) {
+    std::cerr << "ai-orchestrator-hub: user names are 1-100 characters without spaces, ':' or '/'\n";
+    return 2;
+  }
+  std::string password, again;
+  if (!std::getline(std::cin, password) || password.size() < 8) {
+    std::cerr << "ai-orchestrator-hub: give the password (8 or more characters) on stdin\n";
+    return 2;
+  }
+  if (std::getline(std::cin, again) && again != password) {
+    std::cerr << "ai-orchestrator-hub: the two passwords differ\n";
+    return 2;
+  }
+  const auto& cfg = loaded.config;
+  auto opened = runtime::open_store({cfg.database.url, cfg.database.connection_timeout_seconds * 1000,
+                                     cfg.database.sqlite_synchronous == "full"});
+  if (opened.error) {
+    std::cerr << "ai-orchestrator-hub: store: " << opened.error->message << "\n";
+    return 1;
+  }
+  runtime::UserRecord user{name, gateway::hash_password(password), role, runtime::now_ms()};
+  if (auto err = opened.store->put_user(user)) {
+    std::cerr << "ai-orchestrator-hub: cannot save the user: " << err->message << "\n";
+    return 1;
+  }
+  std::cout << "user " << name << " saved with role " << role << "\n";
+  return 0;
+}
+
 // The signal thread's report to main.
 struct Shutdown {
   std::mutex mutex;
@@ -145,6 +182,9 @@ int run_node(const config::LoadResult& loaded) {
   }
   spdlog::info("ai-orchestrator-hub {} starting (environment {}, pid {})", kVersion, cfg.environment, getpid());
   for (const auto& w : loaded.warnings) spdlog::warn("config: {}", w);
+  if (cfg.security.api_keys.empty() && cfg.security.jwt_secret.empty())
+    spdlog::warn("SECURITY: no credentials are configured (no API_KEY / [security] api_keys, no JWT_SECRET): "
+                 "the API is OPEN to anyone who can reach {}:{}. Development only.", cfg.server.host, cfg.server.port);
 
   if (auto p = data_dir_problem(cfg.server.data_dir); !p.empty()) {
     spdlog::error("{}", p);
@@ -214,7 +254,7 @@ int run_node(const config::LoadResult& loaded) {
     caf::anon_send_exit(store_actor, caf::exit_reason::user_shutdown);
     return 1;
   }
-  gw->attach(system, scheduler, &store);
+  gw->attach(system, scheduler, store_actor, &store);
   gw->set_ready(true);
   spdlog::info("ready in {} ms: http://{}:{}/health", runtime::now_ms() - started_ms, cfg.server.host, cfg.server.port);
 
@@ -272,6 +312,12 @@ int main(int argc, char** argv) {
   app.add_option("--config", config_file, "TOML file layered over settings/ (then the environment wins)");
   app.add_flag("--check", check, "validate the configuration and reach the dependencies, then exit (0 = all good)");
   app.add_flag("--version", version, "print the version and exit");
+  auto* user_cmd = app.add_subcommand("user", "manage API users (stored in the node's database)");
+  auto* user_add = user_cmd->add_subcommand("add", "create or update a user; the password is read from stdin");
+  std::string user_name, user_role = "viewer";
+  user_add->add_option("name", user_name, "user name")->required();
+  user_add->add_option("--role", user_role, "admin | operator | viewer | agent")->check(CLI::IsMember({"admin", "operator", "viewer", "agent"}));
+  user_cmd->require_subcommand(1);
   app.footer(
       "Configuration layers: built-in defaults -> settings/default.toml -> settings/$HIVE_ENV.toml -> --config FILE ->\n"
       "environment (HIVE_SECTION__KEY, DATABASE_URL, JWT_SECRET, API_KEY, LOG_LEVEL, ...). settings/ is looked for in\n"
@@ -288,6 +334,7 @@ int main(int argc, char** argv) {
   std::error_code ec;
   config::LoadOptions options{config_file, config::current_environment(), fs::current_path(ec), binary_dir()};
   auto loaded = config::load(options);
+  if (*user_add) return add_user(loaded, user_name, user_role);
   if (check) return run_check(loaded);
   if (!loaded.ok()) {
     for (const auto& p : loaded.problems) std::cerr << "ai-orchestrator-hub: config: " << p << "\n";

@@ -73,6 +73,33 @@ CREATE TABLE task_events (
 );
 CREATE INDEX idx_task_events_task ON task_events(task_id, id);
 )sql",
+    // 2: users, refresh tokens (single use), the audit log.
+    R"sql(
+CREATE TABLE users (
+  username TEXT PRIMARY KEY,
+  password_hash TEXT NOT NULL,
+  role TEXT NOT NULL,
+  created_at TEXT NOT NULL
+);
+CREATE TABLE refresh_tokens (
+  token_hash TEXT PRIMARY KEY,
+  username TEXT NOT NULL,
+  expires_at INTEGER NOT NULL,
+  used INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX idx_refresh_tokens_user ON refresh_tokens(username);
+CREATE TABLE audit_log (
+  id INTEGER PRIMARY KEY,
+  at TEXT NOT NULL,
+  actor TEXT NOT NULL,
+  role TEXT NOT NULL,
+  action TEXT NOT NULL,
+  resource TEXT NOT NULL,
+  status INTEGER NOT NULL,
+  request_id TEXT NOT NULL,
+  client TEXT NOT NULL
+);
+)sql",
 };
 
 class Db {
@@ -211,7 +238,10 @@ struct SqliteStore::Impl {
   std::string path;
   int busy_timeout_ms = 30000;
   std::unique_ptr<Db> writer;
-  std::unique_ptr<Stmt> upsert_task, update_task, insert_event, upsert_agent;
+  std::unique_ptr<Stmt> upsert_task, update_task, insert_event, upsert_agent, insert_audit;
+  // Users and sessions write through a connection of their own, serialized here.
+  std::mutex auth_mutex;
+  std::unique_ptr<Db> auth_db;
   std::mutex readers_mutex;
   std::vector<std::unique_ptr<Db>> idle_readers;
   std::mutex stats_mutex;
@@ -308,6 +338,8 @@ std::optional<StoreError> SqliteStore::open(const std::string& path, int busy_ti
         db,
         "UPDATE tasks SET status = ?2, attempts = ?3, assigned_agent = ?4, node = ?5, result = ?6, error_type = ?7, "
         "error_message = ?8, updated_at = ?9, started_at = ?10, completed_at = ?11 WHERE id = ?1");
+    impl_->insert_audit = std::make_unique<Stmt>(
+        db, "INSERT INTO audit_log(at, actor, role, action, resource, status, request_id, client) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)");
     impl_->insert_event = std::make_unique<Stmt>(
         db, "INSERT INTO task_events(task_id, from_status, to_status, at, attempt, reason) VALUES (?1, ?2, ?3, ?4, ?5, ?6)");
     impl_->upsert_agent = std::make_unique<Stmt>(
@@ -419,6 +451,18 @@ std::optional<StoreError> SqliteStore::write(const WriteBatch& batch) {
     s.text(15, rfc3339(a.updated_at));
     s.integer(16, a.deleted ? 1 : 0);
     if (!step(s)) return fail(std::string("agent ") + a.id + ": " + sqlite3_errmsg(db));
+  }
+  for (const auto& a : batch.audit) {
+    auto& s = *impl_->insert_audit;
+    s.text(1, rfc3339(a.at));
+    s.text(2, a.actor);
+    s.text(3, a.role);
+    s.text(4, a.action);
+    s.text(5, a.resource);
+    s.integer(6, a.status);
+    s.text(7, a.request_id);
+    s.text(8, a.client);
+    if (!step(s)) return fail(std::string("audit: ") + sqlite3_errmsg(db));
   }
   if (!exec(db, "COMMIT", error)) return fail(error);
   double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - started).count();
@@ -544,6 +588,117 @@ StoreStats SqliteStore::stats() {
   s.pool_active = impl_->readers_active + 1;  // the writer connection is always held
   s.pool_idle = int64_t(idle);
   return s;
+}
+
+}  // namespace hub::runtime
+
+namespace hub::runtime {
+namespace {
+
+// Runs `fn` on the auth connection (opened on first use) under its mutex.
+template <class Fn>
+auto with_auth_db(std::mutex& mutex, std::unique_ptr<Db>& db, const std::string& path, int busy_ms, Fn fn) {
+  std::lock_guard<std::mutex> lock(mutex);
+  if (!db) {
+    std::string error;
+    db = open_db(path, SQLITE_OPEN_READWRITE, busy_ms, error);
+    if (!db) throw std::runtime_error(error);
+  }
+  return fn(db->get());
+}
+
+}  // namespace
+
+std::optional<StoreError> SqliteStore::put_user(const UserRecord& u) {
+  return with_auth_db(impl_->auth_mutex, impl_->auth_db, impl_->path, impl_->busy_timeout_ms,
+                      [&](sqlite3* db) -> std::optional<StoreError> {
+                        Stmt s(db,
+                               "INSERT INTO users(username, password_hash, role, created_at) VALUES (?1, ?2, ?3, ?4) "
+                               "ON CONFLICT(username) DO UPDATE SET password_hash = excluded.password_hash, role = excluded.role");
+                        s.text(1, u.username);
+                        s.text(2, u.password_hash);
+                        s.text(3, u.role);
+                        s.text(4, rfc3339(u.created_at));
+                        if (sqlite3_step(s.get()) != SQLITE_DONE) return StoreError{"io", sqlite3_errmsg(db)};
+                        return std::nullopt;
+                      });
+}
+
+std::optional<UserRecord> SqliteStore::user(const std::string& username) {
+  auto db = impl_->reader();
+  Stmt s(db.get(), "SELECT username, password_hash, role, created_at FROM users WHERE username = ?1");
+  s.text(1, username);
+  if (sqlite3_step(s.get()) != SQLITE_ROW) return std::nullopt;
+  return UserRecord{column_text(s.get(), 0), column_text(s.get(), 1), column_text(s.get(), 2), column_time(s.get(), 3)};
+}
+
+std::optional<StoreError> SqliteStore::put_refresh_token(const std::string& hash, const std::string& username, int64_t expires_at) {
+  return with_auth_db(impl_->auth_mutex, impl_->auth_db, impl_->path, impl_->busy_timeout_ms,
+                      [&](sqlite3* db) -> std::optional<StoreError> {
+                        Stmt s(db, "INSERT INTO refresh_tokens(token_hash, username, expires_at) VALUES (?1, ?2, ?3)");
+                        s.text(1, hash);
+                        s.text(2, username);
+                        s.integer(3, expires_at);
+                        if (sqlite3_step(s.get()) != SQLITE_DONE) return StoreError{"io", sqlite3_errmsg(db)};
+                        return std::nullopt;
+                      });
+}
+
+std::optional<std::string> SqliteStore::consume_refresh_token(const std::string& hash, int64_t now, bool& replayed) {
+  replayed = false;
+  return with_auth_db(impl_->auth_mutex, impl_->auth_db, impl_->path, impl_->busy_timeout_ms,
+                      [&](sqlite3* db) -> std::optional<std::string> {
+                        std::string username;
+                        int64_t expires = 0, used = 0;
+                        {
+                          Stmt s(db, "SELECT username, expires_at, used FROM refresh_tokens WHERE token_hash = ?1");
+                          s.text(1, hash);
+                          if (sqlite3_step(s.get()) != SQLITE_ROW) return std::nullopt;
+                          username = column_text(s.get(), 0);
+                          expires = sqlite3_column_int64(s.get(), 1);
+                          used = sqlite3_column_int64(s.get(), 2);
+                        }
+                        if (used) {
+                          // A used token came back: someone holds a copy. Revoke the user's sessions.
+                          replayed = true;
+                          Stmt s(db, "UPDATE refresh_tokens SET used = 1 WHERE username = ?1");
+                          s.text(1, username);
+                          sqlite3_step(s.get());
+                          return std::nullopt;
+                        }
+                        Stmt s(db, "UPDATE refresh_tokens SET used = 1 WHERE token_hash = ?1 AND used = 0");
+                        s.text(1, hash);
+                        if (sqlite3_step(s.get()) != SQLITE_DONE || sqlite3_changes(db) != 1) return std::nullopt;
+                        if (expires < now) return std::nullopt;
+                        return username;
+                      });
+}
+
+void SqliteStore::revoke_refresh_token(const std::string& hash) {
+  with_auth_db(impl_->auth_mutex, impl_->auth_db, impl_->path, impl_->busy_timeout_ms, [&](sqlite3* db) {
+    Stmt s(db, "UPDATE refresh_tokens SET used = 1 WHERE token_hash = ?1");
+    s.text(1, hash);
+    sqlite3_step(s.get());
+    return 0;
+  });
+}
+
+std::vector<AuditEntry> SqliteStore::audit_log(int limit, int offset, int64_t& total) {
+  auto db = impl_->reader();
+  {
+    Stmt s(db.get(), "SELECT COUNT(*) FROM audit_log");
+    total = sqlite3_step(s.get()) == SQLITE_ROW ? sqlite3_column_int64(s.get(), 0) : 0;
+  }
+  Stmt s(db.get(), ("SELECT at, actor, role, action, resource, status, request_id, client FROM audit_log ORDER BY id DESC LIMIT " +
+                    std::to_string(limit) + " OFFSET " + std::to_string(offset))
+                       .c_str());
+  std::vector<AuditEntry> out;
+  while (sqlite3_step(s.get()) == SQLITE_ROW) {
+    auto* r = s.get();
+    out.push_back({column_time(r, 0), column_text(r, 1), column_text(r, 2), column_text(r, 3), column_text(r, 4),
+                   sqlite3_column_int(r, 5), column_text(r, 6), column_text(r, 7)});
+  }
+  return out;
 }
 
 }  // namespace hub::runtime

@@ -28,6 +28,13 @@ class SqliteStore final : public Store {
   std::map<std::string, int64_t> task_counts_by_status() override;
   std::vector<AgentRecord> agents() override;
   StoreStats stats() override;
+  std::optional<StoreError> put_user(const UserRecord& user) override;
+  std::optional<UserRecord> user(const std::string& username) override;
+  std::optional<StoreError> put_refresh_token(const std::string& token_hash, const std::string& username,
+                                              int64_t expires_at) override;
+  std::optional<std::string> consume_refresh_token(const std::string& token_hash, int64_t now, bool& replayed) override;
+  void revoke_refresh_token(const std::string& token_hash) override;
+  std::vector<AuditEntry> audit_log(int limit, int offset, int64_t& total) override;
 
  private:
   struct Impl;

@@ -61,6 +61,18 @@ class Store {
   virtual std::map<std::string, int64_t> task_counts_by_status() = 0;
   virtual std::vector<AgentRecord> agents() = 0;  // not deleted
   virtual StoreStats stats() = 0;
+
+  // Users and sessions: small, synchronous, safe from any thread.
+  virtual std::optional<StoreError> put_user(const UserRecord& user) = 0;
+  virtual std::optional<UserRecord> user(const std::string& username) = 0;
+  virtual std::optional<StoreError> put_refresh_token(const std::string& token_hash, const std::string& username,
+                                                      int64_t expires_at) = 0;
+  // Uses a refresh token up: its user when it was valid and unused; `replayed` tells a
+  // token that had been used before (then every token of that user is revoked).
+  virtual std::optional<std::string> consume_refresh_token(const std::string& token_hash, int64_t now, bool& replayed) = 0;
+  virtual void revoke_refresh_token(const std::string& token_hash) = 0;
+
+  virtual std::vector<AuditEntry> audit_log(int limit, int offset, int64_t& total) = 0;
 };
 
 struct StoreOptions {

@@ -33,6 +33,7 @@ void append(WriteBatch& into, WriteBatch& from) {
   move_all(into.task_updates, from.task_updates);
   move_all(into.events, from.events);
   move_all(into.agents, from.agents);
+  move_all(into.audit, from.audit);
 }
 
 void commit(StoreActor* self) {

@@ -37,7 +37,7 @@ struct Node {
     auto opened = runtime::open_store({"sqlite://" + (dir / "hive.db").string(), 5000, false});
     BOOST_REQUIRE(!opened.error);
     store = std::move(opened.store);
-    if (!unfinished.empty()) BOOST_REQUIRE(!store->write({unfinished, {}, {}, {}}));
+    if (!unfinished.empty()) BOOST_REQUIRE(!store->write({unfinished, {}, {}, {}, {}}));
     system = std::make_unique<caf::actor_system>(cfg);
     store_actor = runtime::spawn_store_actor(*system, *store);
     SchedulerOptions options;

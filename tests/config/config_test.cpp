@@ -93,7 +93,7 @@ BOOST_AUTO_TEST_CASE(syntax_errors_are_one_line) {
 }
 
 BOOST_AUTO_TEST_CASE(keys_of_later_issues_are_accepted_with_a_warning) {
-  auto r = load_text("[neural]\nmode = \"advanced\"\n[security]\nrate_limit_requests_per_minute = 10\n");
+  auto r = load_text("[neural]\nmode = \"advanced\"\n[performance]\ncircuit_breaker_failure_threshold = 3\n");
   BOOST_TEST(r.ok());
   BOOST_TEST(r.warnings.size() == 2u);
   BOOST_TEST(r.warnings[0].find("no effect yet") != std::string::npos);

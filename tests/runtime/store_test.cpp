@@ -54,7 +54,7 @@ BOOST_FIXTURE_TEST_CASE(migrations_create_the_guide_schema_and_reopen_cleanly, F
   sqlite3_finalize(s);
   sqlite3_prepare_v2(db, "SELECT MAX(version) FROM schema_migrations", -1, &s, nullptr);
   BOOST_TEST(sqlite3_step(s) == SQLITE_ROW);
-  BOOST_TEST(sqlite3_column_int(s, 0) == 1);
+  BOOST_TEST(sqlite3_column_int(s, 0) == 2);
   sqlite3_finalize(s);
   sqlite3_prepare_v2(db, "PRAGMA journal_mode", -1, &s, nullptr);
   sqlite3_step(s);
@@ -91,11 +91,11 @@ BOOST_FIXTURE_TEST_CASE(a_batch_round_trips_tasks_events_and_agents, Fixture) {
 
 BOOST_FIXTURE_TEST_CASE(an_upsert_moves_status_and_keeps_the_definition, Fixture) {
   auto t = make_task();
-  BOOST_REQUIRE(!store->write({{t}, {}, {}, {}}));
+  BOOST_REQUIRE(!store->write({{t}, {}, {}, {}, {}}));
   t.status = "completed";
   t.result_json = "42";
   t.completed_at = now_ms();
-  BOOST_REQUIRE(!store->write({{t}, {}, {}, {}}));
+  BOOST_REQUIRE(!store->write({{t}, {}, {}, {}, {}}));
   auto back = store->task(t.id);
   BOOST_TEST(back->status == "completed");
   BOOST_TEST(back->result_json == "42");
@@ -105,10 +105,10 @@ BOOST_FIXTURE_TEST_CASE(an_upsert_moves_status_and_keeps_the_definition, Fixture
 
 BOOST_FIXTURE_TEST_CASE(a_failing_batch_writes_nothing, Fixture) {
   auto first = make_task("pending", "same-key");
-  BOOST_REQUIRE(!store->write({{first}, {}, {}, {}}));
+  BOOST_REQUIRE(!store->write({{first}, {}, {}, {}, {}}));
   auto other = make_task();
   auto clash = make_task("pending", "same-key");
-  auto err = store->write({{other, clash}, {}, {}, {}});
+  auto err = store->write({{other, clash}, {}, {}, {}, {}});
   BOOST_TEST(err.has_value());
   BOOST_TEST(!store->task(other.id));
   BOOST_TEST(*store->task_id_by_idempotency_key("same-key") == first.id);

@@ -1,0 +1,264 @@
+#include "gateway/security.hpp"
+
+#include "runtime/clock.hpp"
+#include "runtime/store/store.hpp"
+
+#include <jwt.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <sodium.h>
+
+#include <cmath>
+#include <cstdlib>
+#include <stdexcept>
+
+namespace hub::gateway {
+namespace {
+
+constexpr const char* kIssuer = "ai-orchestrator-hub";
+constexpr const char* kAudience = "ai-orchestrator-hub-api";
+
+std::string sha256_hex(const std::string& s) {
+  unsigned char digest[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
+  EVP_Digest(s.data(), s.size(), digest, &len, EVP_sha256(), nullptr);
+  static const char* hex = "0123456789abcdef";
+  std::string out;
+  for (unsigned i = 0; i < len; ++i) out += {hex[digest[i] >> 4], hex[digest[i] & 15]};
+  return out;
+}
+
+std::string random_token(size_t bytes) {
+  std::string raw(bytes, '\0');
+  randombytes_buf(raw.data(), raw.size());
+  static const char* hex = "0123456789abcdef";
+  std::string out;
+  for (unsigned char c : raw) out += {hex[c >> 4], hex[c & 15]};
+  return out;
+}
+
+bool constant_time_equal(const std::string& a, const std::string& b) {
+  // Compare digests so that neither content nor length leaks through timing.
+  auto da = sha256_hex(a), db = sha256_hex(b);
+  return CRYPTO_memcmp(da.data(), db.data(), da.size()) == 0;
+}
+
+ApiError unauthorized(const std::string& message) { return {401, "unauthorized", message, {}, 0}; }
+
+}  // namespace
+
+bool is_role(const std::string& role) {
+  return role == "admin" || role == "operator" || role == "viewer" || role == "agent";
+}
+
+bool role_allows(const std::string& role, Permission p) {
+  if (role == "admin") return true;
+  switch (p) {
+    case Permission::authenticated:
+    case Permission::read: return is_role(role);
+    case Permission::submit: return role == "operator" || role == "agent";
+    case Permission::manage_tasks:
+    case Permission::manage_agents: return role == "operator";
+    case Permission::admin: return false;
+  }
+  return false;
+}
+
+std::string hash_password(const std::string& password) {
+  if (sodium_init() < 0) throw std::runtime_error("libsodium failed to initialize");
+  char out[crypto_pwhash_STRBYTES];
+  if (crypto_pwhash_str(out, password.c_str(), password.size(), crypto_pwhash_OPSLIMIT_INTERACTIVE,
+                        crypto_pwhash_MEMLIMIT_INTERACTIVE) != 0)
+    throw std::runtime_error("out of memory while hashing the password");
+  return out;
+}
+
+bool verify_password(const std::string& hash, const std::string& password) {
+  if (sodium_init() < 0) return false;
+  return crypto_pwhash_str_verify(hash.c_str(), password.c_str(), password.size()) == 0;
+}
+
+Security::Security(const config::Config& config) : config_(config) {
+  if (sodium_init() < 0) throw std::runtime_error("libsodium failed to initialize");
+  api_keys_ = config.security.api_keys;
+  open_ = api_keys_.empty() && config.security.jwt_secret.empty();
+  per_minute_ = config.security.rate_limit_requests_per_minute;
+}
+
+std::string Security::issue_access_token(const std::string& username, const std::string& role, int64_t ttl_s,
+                                         std::string* token_id) const {
+  jwt_t* jwt = nullptr;
+  jwt_new(&jwt);
+  auto now_s = runtime::now_ms() / 1000;
+  auto jti = runtime::new_uuid();
+  jwt_add_grant(jwt, "iss", kIssuer);
+  jwt_add_grant(jwt, "aud", kAudience);
+  jwt_add_grant(jwt, "sub", username.c_str());
+  jwt_add_grant(jwt, "role", role.c_str());
+  jwt_add_grant(jwt, "jti", jti.c_str());
+  jwt_add_grant(jwt, "typ", "access");
+  jwt_add_grant_int(jwt, "iat", now_s);
+  jwt_add_grant_int(jwt, "exp", now_s + ttl_s);
+  const auto& secret = config_.security.jwt_secret;
+  jwt_set_alg(jwt, JWT_ALG_HS256, reinterpret_cast<const unsigned char*>(secret.data()), int(secret.size()));
+  char* encoded = jwt_encode_str(jwt);
+  std::string token = encoded ? encoded : "";
+  std::free(encoded);
+  jwt_free(jwt);
+  if (token_id) *token_id = jti;
+  return token;
+}
+
+std::variant<Principal, ApiError> Security::authenticate(const std::string& api_key, const std::string& authorization) {
+  if (!api_key.empty()) {
+    for (const auto& key : api_keys_)
+      if (constant_time_equal(key, api_key)) return Principal{"api-key:" + sha256_hex(key).substr(0, 8), "admin", "api_key", {}, 0};
+    return unauthorized("the X-API-Key is not valid");
+  }
+  const std::string bearer = "Bearer ";
+  if (authorization.rfind(bearer, 0) == 0) {
+    const auto& secret = config_.security.jwt_secret;
+    if (secret.empty()) return unauthorized("bearer tokens are not accepted: no JWT secret is configured");
+    jwt_t* jwt = nullptr;
+    auto token = authorization.substr(bearer.size());
+    if (jwt_decode(&jwt, token.c_str(), reinterpret_cast<const unsigned char*>(secret.data()), int(secret.size())) != 0 || !jwt)
+      return unauthorized("the bearer token is not valid (bad signature or format)");
+    auto grant = [&](const char* name) {
+      const char* v = jwt_get_grant(jwt, name);
+      return std::string(v ? v : "");
+    };
+    Principal p{grant("sub"), grant("role"), "token", grant("jti"), 0};
+    long exp = jwt_get_grant_int(jwt, "exp");
+    bool ok_alg = jwt_get_alg(jwt) == JWT_ALG_HS256;
+    std::string iss = grant("iss"), aud = grant("aud"), typ = grant("typ");
+    jwt_free(jwt);
+    if (!ok_alg) return unauthorized("the bearer token must be signed with HS256");
+    if (iss != kIssuer || aud != kAudience) return unauthorized("the bearer token was not issued for this API (iss/aud)");
+    if (typ != "access") return unauthorized("not an access token");
+    if (exp <= 0 || exp * 1000 <= runtime::now_ms()) return unauthorized("the bearer token has expired");
+    if (p.name.empty() || !is_role(p.role)) return unauthorized("the bearer token carries no valid user or role");
+    p.token_expires_ms = int64_t(exp) * 1000;
+    std::lock_guard<std::mutex> lock(revoked_mutex_);
+    if (revoked_.count(p.token_id)) return unauthorized("the bearer token was revoked (logged out)");
+    return p;
+  }
+  if (!authorization.empty()) return unauthorized("unsupported Authorization scheme (use Bearer or X-API-Key)");
+  if (open_) return Principal{"anonymous", "admin", "open", {}, 0};
+  return unauthorized("credentials required: send X-API-Key or Authorization: Bearer <token>");
+}
+
+std::optional<ApiError> Security::check_lockout(const std::string& username) {
+  std::lock_guard<std::mutex> lock(logins_mutex_);
+  auto it = failures_.find(username);
+  if (it == failures_.end()) return std::nullopt;
+  auto now = runtime::now_ms();
+  if (it->second.locked_until_ms > now) {
+    int wait = int((it->second.locked_until_ms - now + 999) / 1000);
+    return ApiError{429, "locked_out", "too many failed logins for this user; try again in " + std::to_string(wait) + " s", {}, wait};
+  }
+  return std::nullopt;
+}
+
+void Security::record_failure(const std::string& username) {
+  std::lock_guard<std::mutex> lock(logins_mutex_);
+  auto& f = failures_[username];
+  auto now = runtime::now_ms();
+  int64_t window = int64_t(config_.security.login_lockout_seconds) * 1000;
+  f.at.push_back(now);
+  while (!f.at.empty() && now - f.at.front() > window) f.at.pop_front();
+  if (int(f.at.size()) >= config_.security.login_max_failures) {
+    f.locked_until_ms = now + window;
+    f.at.clear();
+  }
+}
+
+std::variant<Session, ApiError> Security::new_session(const std::string& username, const std::string& role) {
+  Session s;
+  s.username = username;
+  s.role = role;
+  s.expires_in_s = config_.security.access_token_ttl_seconds;
+  s.access_token = issue_access_token(username, role, s.expires_in_s);
+  s.refresh_token = random_token(32);
+  auto expires = runtime::now_ms() + int64_t(config_.security.refresh_token_ttl_seconds) * 1000;
+  if (auto err = store_->put_refresh_token(sha256_hex(s.refresh_token), username, expires))
+    return ApiError::unavailable("the session could not be stored: " + err->message, 2);
+  return s;
+}
+
+std::variant<Session, ApiError> Security::login(const std::string& username, const std::string& password) {
+  if (config_.security.jwt_secret.empty())
+    return ApiError{409, "login_disabled", "login needs a JWT secret ([security] jwt_secret or JWT_SECRET)", {}, 0};
+  if (auto locked = check_lockout(username)) return *locked;
+  auto user = store_->user(username);
+  // Verify against a fixed hash when the user is unknown, so both cases take as long.
+  static const std::string dummy = hash_password("no-such-user-dummy-password");
+  bool ok = verify_password(user ? user->password_hash : dummy, password) && user.has_value();
+  if (!ok) {
+    record_failure(username);
+    return unauthorized("unknown user or wrong password");
+  }
+  {
+    std::lock_guard<std::mutex> lock(logins_mutex_);
+    failures_.erase(username);
+  }
+  return new_session(user->username, user->role);
+}
+
+std::variant<Session, ApiError> Security::refresh(const std::string& refresh_token) {
+  bool replayed = false;
+  auto username = store_->consume_refresh_token(sha256_hex(refresh_token), runtime::now_ms(), replayed);
+  if (replayed) return unauthorized("this refresh token was already used; every session of its user is revoked");
+  if (!username) return unauthorized("the refresh token is not valid or has expired");
+  auto user = store_->user(*username);
+  if (!user) return unauthorized("the user no longer exists");
+  return new_session(user->username, user->role);
+}
+
+void Security::logout(const Principal& who, const std::string& refresh_token) {
+  if (!refresh_token.empty()) store_->revoke_refresh_token(sha256_hex(refresh_token));
+  if (who.token_id.empty()) return;
+  std::lock_guard<std::mutex> lock(revoked_mutex_);
+  auto now = runtime::now_ms();
+  for (auto it = revoked_.begin(); it != revoked_.end();) it = it->second < now ? revoked_.erase(it) : std::next(it);
+  revoked_[who.token_id] = who.token_expires_ms;
+}
+
+Quota Security::take(const std::string& key) {
+  // Sliding window: the previous minute's count, weighted by how much of it still
+  // overlaps the last 60 s, plus this minute's count must stay under the limit.
+  constexpr int64_t kWindowMs = 60000;
+  Quota q;
+  q.limit = per_minute_;
+  auto now = runtime::now_ms();
+  std::lock_guard<std::mutex> lock(buckets_mutex_);
+  if (buckets_.size() > 100000) buckets_.clear();  // bounded; a forgotten window only forgives
+  auto [it, fresh] = buckets_.try_emplace(key, Window{now, 0, 0});
+  auto& w = it->second;
+  auto elapsed = now - w.start_ms;
+  if (elapsed >= kWindowMs) {
+    auto windows = elapsed / kWindowMs;
+    w.previous = windows == 1 ? w.current : 0;
+    w.current = 0;
+    w.start_ms += windows * kWindowMs;
+    elapsed = now - w.start_ms;
+  }
+  double overlap = 1.0 - double(elapsed) / double(kWindowMs);
+  double used = w.previous * overlap + w.current;
+  q.reset_s = int((kWindowMs - elapsed + 999) / 1000);
+  if (used + 1 <= double(per_minute_)) {
+    w.current += 1;
+    q.allowed = true;
+    q.remaining = std::max(0, int(double(per_minute_) - used - 1));
+    return q;
+  }
+  q.allowed = false;
+  q.remaining = 0;
+  // When will previous * overlap(t) + current drop to limit - 1?
+  double wait_ms = double(kWindowMs - elapsed);
+  if (w.current + 1 <= double(per_minute_) && w.previous > 0)
+    wait_ms = std::min(wait_ms, (1.0 - (double(per_minute_) - 1 - w.current) / w.previous) * kWindowMs - double(elapsed));
+  q.retry_after_s = std::max(1, int(std::ceil(wait_ms / 1000.0)));
+  return q;
+}
+
+}  // namespace hub::gateway
