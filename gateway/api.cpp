@@ -7,6 +7,9 @@
 namespace hub::gateway {
 namespace {
 
+// Text that came from a client may hold invalid UTF-8; it is replaced, never a failure.
+std::string dump(const json& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); }
+
 json envelope(bool success, json data, const json& error, const std::string& request_id) {
   return json{{"success", success},
               {"data", std::move(data)},
@@ -48,7 +51,7 @@ const char* code_for_status(int status) {
 
 void send_data(Call& call, int status, json data) {
   call.res.status = status;
-  call.res.set_content(envelope(true, std::move(data), nullptr, call.request_id).dump(), "application/json");
+  call.res.set_content(dump(envelope(true, std::move(data), nullptr, call.request_id)), "application/json");
 }
 
 void send_error(Call& call, const ApiError& e) {
@@ -56,7 +59,7 @@ void send_error(Call& call, const ApiError& e) {
   if (!e.field.empty()) error["field"] = e.field;
   call.res.status = e.status;
   if (e.retry_after_s > 0) call.res.set_header("Retry-After", std::to_string(e.retry_after_s));
-  call.res.set_content(envelope(false, nullptr, error, call.request_id).dump(), "application/json");
+  call.res.set_content(dump(envelope(false, nullptr, error, call.request_id)), "application/json");
 }
 
 void send_status_error(httplib::Response& res, int status, const std::string& request_id) {
@@ -65,7 +68,7 @@ void send_status_error(httplib::Response& res, int status, const std::string& re
   if (status == 413) message = "the request body is larger than [server] max_body_bytes allows";
   if (status == 414) message = "the request URI is too long";
   json error{{"code", code_for_status(status)}, {"message", message}};
-  res.set_content(envelope(false, nullptr, error, request_id).dump(), "application/json");
+  res.set_content(dump(envelope(false, nullptr, error, request_id)), "application/json");
 }
 
 std::optional<ApiError> parse_json_body(const Call& call, json& out) {
@@ -75,11 +78,13 @@ std::optional<ApiError> parse_json_body(const Call& call, json& out) {
   try {
     out = json::parse(call.req.body);
   } catch (const json::parse_error& e) {
+    // The parser's message quotes the offending bytes; say where instead.
     std::string what = e.what();
-    auto code = what.find("ill-formed UTF-8") != std::string::npos || what.find("invalid string") != std::string::npos
-                    ? "invalid_encoding"
-                    : "malformed_json";
-    return ApiError{400, code, "the body is not valid JSON: " + what, {}, 0};
+    bool encoding = what.find("UTF-8") != std::string::npos || what.find("invalid string") != std::string::npos;
+    return ApiError{400, encoding ? "invalid_encoding" : "malformed_json",
+                    std::string(encoding ? "the body is not valid UTF-8 JSON" : "the body is not valid JSON") +
+                        " (at byte " + std::to_string(e.byte) + ")",
+                    {}, 0};
   }
   if (!out.is_object()) return ApiError{400, "validation_failed", "the body must be a JSON object", {}, 0};
   return std::nullopt;
