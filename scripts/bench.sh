@@ -2,6 +2,7 @@
 # Benchmarks: a table on stdout and one JSON line per figure (prefixed "BENCH ").
 #   scripts/bench.sh [FIGURE...]     default: all of them
 # Figures: caf_request_response tasks_inproc tasks_http tasks_http_batch pending_memory restart_recovery
+#          metrics_scrape auth_overhead
 # Scale with BENCH_TASKS (tasks_inproc, default 200000), BENCH_PENDING (default 1000000),
 # BENCH_RECOVERY (default 1000000), BENCH_SECONDS (wrk duration, default 10).
 set -uo pipefail
@@ -31,6 +32,7 @@ cat >"$T/post.lua" <<'LUA'
 wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
 wrk.body = os.getenv("WRK_BODY") or '{"description":"bench","type":"echo","payload":{"n":1}}'
+if os.getenv("WRK_API_KEY") then wrk.headers["X-API-Key"] = os.getenv("WRK_API_KEY") end
 done = function(summary, latency, requests)
   local errors = summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.status + summary.errors.timeout
   io.write(string.format('{"requests":%d,"duration_s":%.3f,"rps":%.1f,"p50_ms":%.3f,"p99_ms":%.3f,"errors":%d}\n',
@@ -109,8 +111,50 @@ run_recovery() {
   kill -TERM "${PIDS[-1]}"; wait "${PIDS[-1]}" 2>/dev/null
 }
 
+# start_node DIR PORT [ENV=VALUE...]: a node for a benchmark, pid left in NODE.
+start_node() {
+  local dir=$1 port=$2; shift 2
+  mkdir -p "$dir"
+  ( cd "$dir" && exec env HIVE_SERVER__HOST=127.0.0.1 HIVE_SERVER__PORT="$port" HIVE_TASKS__MAX_QUEUE_SIZE=10000000 \
+      HIVE_SERVER__WORKERS=64 HIVE_SECURITY__RATE_LIMIT_REQUESTS_PER_MINUTE=100000000 HIVE_LOGGING__LEVEL=warn "$@" \
+      "$OLDPWD/$BIN" >"$dir/node.log" 2>&1 ) & PIDS+=($!)
+  NODE=${PIDS[-1]}
+  wait_ready "$port"
+}
+
+run_scrape() {
+  local port; port=$(free_port)
+  start_node "$T/scrape" "$port" 'HIVE_AGENTS__DEFAULT_POOL=["worker:general:1000"]' || { echo "bench: node did not start"; return; }
+  local body; body=$(jq -nc '{tasks: [range(100) | {description: "unmatched \(.)", required_capabilities: [{name: "nobody"}]}]}')
+  for _ in $(seq 1 90); do curl -s -o /dev/null -X POST -H 'Content-Type: application/json' --data-binary "$body" "http://127.0.0.1:$port/api/tasks/batch"; done
+  sleep 2
+  local actors; actors=$(curl -s "http://127.0.0.1:$port/metrics" | jq '[.data.current_metrics.actors[]] | add')
+  local times=()
+  for _ in $(seq 1 30); do times+=("$(curl -s -o /dev/null -w '%{time_total}' "http://127.0.0.1:$port/metrics?format=prometheus")"); done
+  local sorted; sorted=$(printf '%s\n' "${times[@]}" | sort -n)
+  local p50 p99; p50=$(sed -n 15p <<<"$sorted"); p99=$(tail -1 <<<"$sorted")
+  local r; r=$(jq -nc --argjson a "$actors" --argjson p50 "$p50" --argjson max "$p99" \
+    '{figure:"metrics_scrape", actors:$a, agents:1000, scrape_ms_p50:($p50*1000), scrape_ms_max:($max*1000), target_ms:50}')
+  figure metrics_scrape "$(jq -r .scrape_ms_p50 <<<"$r")" "ms p50" "<= 50 (max $(jq -r .scrape_ms_max <<<"$r") ms, $actors actors)" "$r"
+  kill -TERM "$NODE"; wait "$NODE" 2>/dev/null
+}
+
+run_auth() {
+  local secs=${BENCH_SECONDS:-10} port off on
+  port=$(free_port)
+  start_node "$T/auth-off" "$port" || return
+  off=$(wrk_json -t2 -c64 -d"${secs}s" "http://127.0.0.1:$port/api/tasks")
+  kill -TERM "$NODE"; wait "$NODE" 2>/dev/null
+  port=$(free_port)
+  start_node "$T/auth-on" "$port" API_KEY=bench-api-key-0123456789 JWT_SECRET=bench-secret-0123456789-0123456789 || return
+  on=$(WRK_API_KEY=bench-api-key-0123456789 wrk_json -t2 -c64 -d"${secs}s" "http://127.0.0.1:$port/api/tasks")
+  kill -TERM "$NODE"; wait "$NODE" 2>/dev/null
+  local r; r=$(jq -nc --argjson on "$on" --argjson off "$off" '{figure:"auth_overhead", auth_on:$on, auth_off:$off, ratio:($on.rps/$off.rps), target_ratio:0.90}')
+  figure auth_overhead "$(printf %.2f "$(jq -r .ratio <<<"$r")")" "on/off" ">= 0.90 ($(jq -r .auth_on.rps <<<"$r") vs $(jq -r .auth_off.rps <<<"$r") req/s)" "$r"
+}
+
 want=("$@")
-[ ${#want[@]} -eq 0 ] && want=(caf_request_response tasks_inproc tasks_http pending_memory restart_recovery)
+[ ${#want[@]} -eq 0 ] && want=(caf_request_response tasks_inproc tasks_http pending_memory restart_recovery metrics_scrape auth_overhead)
 for f in "${want[@]}"; do
   case "$f" in
     caf_request_response) run_caf ;;
@@ -118,6 +162,8 @@ for f in "${want[@]}"; do
     tasks_http|tasks_http_batch) run_http ;;
     pending_memory) run_pending ;;
     restart_recovery) run_recovery ;;
+    metrics_scrape) run_scrape ;;
+    auth_overhead) run_auth ;;
     *) echo "bench: unknown figure $f" ;;
   esac
 done
