@@ -80,3 +80,29 @@ BOOST_AUTO_TEST_CASE(a_port_in_use_is_one_clear_line_and_a_nonzero_exit) {
   fs::remove_all(first.dir);
   fs::remove_all(second.dir);
 }
+
+BOOST_AUTO_TEST_CASE(sighup_reopens_a_rotated_log_file_and_json_lines_stay_parseable) {
+  Node node;
+  auto log = node.dir / "app.log";
+  node.env = {{"HIVE_LOGGING__FILE", log.string()}, {"HIVE_LOGGING__FORMAT", "json"}};
+  node.start();
+  BOOST_REQUIRE(node.wait_ready());
+  fs::rename(log, node.dir / "app.log.1");  // what logrotate does
+  kill(node.pid, SIGHUP);
+  for (int i = 0; i < 100 && !fs::exists(log); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  BOOST_REQUIRE(fs::exists(log));
+  BOOST_TEST(node.stop(SIGTERM) == 0);
+  std::ifstream in(log);
+  std::string line;
+  int lines = 0;
+  bool saw_stop = false;
+  while (std::getline(in, line)) {
+    auto j = json::parse(line);  // every line is one JSON object
+    BOOST_TEST(j["level"].is_string());
+    saw_stop |= j["msg"] == "stopped";
+    ++lines;
+  }
+  BOOST_TEST(lines >= 3);
+  BOOST_TEST(saw_stop);
+  fs::remove_all(node.dir);
+}
