@@ -243,8 +243,8 @@ std::string status_json(SchedulerActor* self) {
       .dump();
 }
 
-// Gauges the scheduler owns, refreshed once a second (never per message).
-void publish_gauges(SchedulerActor* self) {
+// Gauges the scheduler owns, refreshed once a second (never per message) and after boot.
+void update_gauges(SchedulerActor* self) {
   namespace m = runtime::metrics::names;
   auto& registry = runtime::metrics::Registry::global();
   auto& st = self->state;
@@ -270,7 +270,6 @@ void publish_gauges(SchedulerActor* self) {
   registry.gauge(m::actors, "Live actors, by kind", {{"kind", "store"}}).set(1);
   registry.gauge(m::scheduler_last_tick, "Unix time of the scheduler's last housekeeping tick (it runs every second)")
       .set(double(runtime::now_ms()) / 1000.0);
-  self->delayed_send(self, std::chrono::seconds(1), tick_atom::value);
 }
 
 caf::behavior scheduler_actor(SchedulerActor* self, SchedulerOptions options, caf::actor store) {
@@ -326,6 +325,7 @@ caf::behavior scheduler_actor(SchedulerActor* self, SchedulerOptions options, ca
                     if (t.status == "pending") resumable.push_back(std::move(t));
                   spawn_tasks(self, resumable);
                   spdlog::info("scheduler: {} agents, {} tasks resumed", self->state.agents.size(), resumable.size());
+                  update_gauges(self);
                   rp.deliver(true);
                 },
                 [=](caf::error& err) mutable { rp.deliver(err); });
@@ -516,7 +516,10 @@ caf::behavior scheduler_actor(SchedulerActor* self, SchedulerOptions options, ca
         return live_view(it->second);
       },
       [=](status_atom) { return status_json(self); },
-      [=](tick_atom) { publish_gauges(self); },
+      [=](tick_atom) {
+        update_gauges(self);
+        self->delayed_send(self, std::chrono::seconds(1), tick_atom::value);
+      },
       [=](drain_atom) -> caf::result<bool> {
         auto& st = self->state;
         st.draining = true;

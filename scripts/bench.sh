@@ -35,12 +35,24 @@ wrk.body = os.getenv("WRK_BODY") or '{"description":"bench","type":"echo","paylo
 if os.getenv("WRK_API_KEY") then wrk.headers["X-API-Key"] = os.getenv("WRK_API_KEY") end
 done = function(summary, latency, requests)
   local errors = summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.status + summary.errors.timeout
+  -- rps counts successful (2xx) answers only; non-2xx answers are in "errors".
   io.write(string.format('{"requests":%d,"duration_s":%.3f,"rps":%.1f,"p50_ms":%.3f,"p99_ms":%.3f,"errors":%d}\n',
-    summary.requests, summary.duration / 1e6, summary.requests / (summary.duration / 1e6),
+    summary.requests, summary.duration / 1e6, (summary.requests - errors) / (summary.duration / 1e6),
     latency:percentile(50) / 1000, latency:percentile(99) / 1000, errors))
 end
 LUA
 wrk_json() { wrk "$@" -s "$T/post.lua" | tail -1; }
+
+# start_node DIR PORT [ENV=VALUE...]: a node for a benchmark, pid left in NODE.
+start_node() {
+  local dir=$1 port=$2; shift 2
+  mkdir -p "$dir"
+  ( cd "$dir" && exec env HIVE_SERVER__HOST=127.0.0.1 HIVE_SERVER__PORT="$port" HIVE_TASKS__MAX_QUEUE_SIZE=10000000 \
+      HIVE_SERVER__WORKERS=64 HIVE_SECURITY__RATE_LIMIT_REQUESTS_PER_MINUTE=100000000 HIVE_LOGGING__LEVEL=warn "$@" \
+      "$OLDPWD/$BIN" >"$dir/node.log" 2>&1 ) & PIDS+=($!)
+  NODE=${PIDS[-1]}
+  wait_ready "$port"
+}
 
 run_caf() {
   local r; r=$($B caf_rr 1000000 | tail -1)
@@ -66,11 +78,8 @@ run_http() {
   r_bare=$(wrk_json -t2 -c64 -d"${secs}s" --latency "http://127.0.0.1:$port/api/tasks")
   kill -KILL "${PIDS[-1]}" 2>/dev/null
   port=$(free_port)
-  mkdir -p "$T/http"
-  ( cd "$T/http" && exec env HIVE_SERVER__HOST=127.0.0.1 HIVE_SERVER__PORT="$port" HIVE_TASKS__MAX_QUEUE_SIZE=10000000 HIVE_SERVER__WORKERS=64 \
-      HIVE_LOGGING__LEVEL=warn "$OLDPWD/$BIN" >"$T/http/node.log" 2>&1 ) & PIDS+=($!)
-  node=${PIDS[-1]}
-  wait_ready "$port" || { echo "bench: node did not start"; return; }
+  start_node "$T/http" "$port" || { echo "bench: node did not start"; return; }
+  node=$NODE
   r_hub=$(wrk_json -t2 -c64 -d"${secs}s" --latency "http://127.0.0.1:$port/api/tasks")
   local r; r=$(jq -nc --argjson hub "$r_hub" --argjson bare "$r_bare" \
     '{figure:"tasks_http", hub:$hub, bare_httplib:$bare, ratio:($hub.rps/$bare.rps), target_ratio:0.70, target_p99_ms:25}')
@@ -109,17 +118,6 @@ run_recovery() {
   r=$(jq -nc --argjson n "$n" --argjson s "$secs" '{figure:"restart_recovery", tasks_in_store:$n, unfinished:($n/10), seconds_to_ready:$s, target_seconds:10}')
   figure restart_recovery "$secs" "s" "<= 10 ($n tasks, 10 % unfinished)" "$r"
   kill -TERM "${PIDS[-1]}"; wait "${PIDS[-1]}" 2>/dev/null
-}
-
-# start_node DIR PORT [ENV=VALUE...]: a node for a benchmark, pid left in NODE.
-start_node() {
-  local dir=$1 port=$2; shift 2
-  mkdir -p "$dir"
-  ( cd "$dir" && exec env HIVE_SERVER__HOST=127.0.0.1 HIVE_SERVER__PORT="$port" HIVE_TASKS__MAX_QUEUE_SIZE=10000000 \
-      HIVE_SERVER__WORKERS=64 HIVE_SECURITY__RATE_LIMIT_REQUESTS_PER_MINUTE=100000000 HIVE_LOGGING__LEVEL=warn "$@" \
-      "$OLDPWD/$BIN" >"$dir/node.log" 2>&1 ) & PIDS+=($!)
-  NODE=${PIDS[-1]}
-  wait_ready "$port"
 }
 
 run_scrape() {

@@ -13,7 +13,8 @@
 namespace hub::runtime {
 namespace {
 
-constexpr size_t kMaxBatchRows = 16384;
+// Bounds one transaction (and so the wait of everyone in it) to a few milliseconds.
+constexpr size_t kMaxBatchRows = 2048;
 
 struct StoreActorState {
   Store* store = nullptr;
