@@ -45,11 +45,11 @@ void read_memory(SystemSample& s) {
 
 }  // namespace
 
-SystemMonitor::SystemMonitor(std::string data_dir, int collect_interval_ms, int alert_interval_ms, AlertThresholds thresholds)
+SystemMonitor::SystemMonitor(std::string data_dir, const config::MonitoringConfig& settings)
     : data_dir_(std::move(data_dir)),
-      collect_ms_(std::max(100, collect_interval_ms)),
-      alert_ms_(std::max(100, alert_interval_ms)),
-      thresholds_(thresholds) {
+      collect_ms_(std::max(100, settings.metrics_collection_interval_ms)),
+      alert_ms_(std::max(100, settings.alert_check_interval_ms)),
+      thresholds_(settings) {
   read_cpu(last_cpu_busy_, last_cpu_total_);
   last_sample_ms_ = now_ms();
 }
@@ -162,12 +162,14 @@ void SystemMonitor::evaluate_alerts(const SystemSample& s) {
     const char* what;
   };
   const Rule rules[] = {
-      {"high_cpu_usage", "warning", s.cpu_percent, thresholds_.cpu_percent, "CPU usage %"},
-      {"high_memory_usage", "warning", s.memory_percent, thresholds_.memory_percent, "memory usage %"},
-      {"high_disk_usage", "critical", s.disk_used_percent, thresholds_.disk_percent, "disk usage % of the data directory"},
-      {"high_agent_failure_rate", "warning", s.agent_failure_rate, thresholds_.agent_failure_rate, "failed attempts / attempts"},
-      {"high_task_failure_rate", "warning", s.task_failure_rate, thresholds_.task_failure_rate, "failed tasks / finished tasks"},
-      {"slow_responses", "warning", s.http_p95_ms, thresholds_.response_time_ms, "HTTP p95 response time ms"},
+      {"high_cpu_usage", "warning", s.cpu_percent, thresholds_.cpu_alert_percent, "CPU usage %"},
+      {"high_memory_usage", "warning", s.memory_percent, thresholds_.memory_alert_percent, "memory usage %"},
+      {"high_disk_usage", "critical", s.disk_used_percent, thresholds_.disk_alert_percent, "disk usage % of the data directory"},
+      {"high_agent_failure_rate", "warning", s.agent_failure_rate, thresholds_.agent_failure_rate_alert,
+       "failed attempts / attempts"},
+      {"high_task_failure_rate", "warning", s.task_failure_rate, thresholds_.task_failure_rate_alert,
+       "failed tasks / finished tasks"},
+      {"slow_responses", "warning", s.http_p95_ms, double(thresholds_.response_time_alert_ms), "HTTP p95 response time ms"},
   };
   for (const auto& r : rules) {
     auto it = std::find_if(active_.begin(), active_.end(), [&](const Alert& a) { return a.name == r.name; });

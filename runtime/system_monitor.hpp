@@ -4,6 +4,8 @@
 // change). Runs on a thread of its own; readers get copies under a mutex.
 #pragma once
 
+#include "config/config.hpp"
+
 #include <atomic>
 #include <condition_variable>
 #include <cstdint>
@@ -33,15 +35,6 @@ struct SystemSample {
   double agent_failure_rate = 0;     // failed attempts / attempts, over the last interval
 };
 
-struct AlertThresholds {
-  double cpu_percent = 80;
-  double memory_percent = 85;
-  double disk_percent = 90;
-  double agent_failure_rate = 0.05;
-  double task_failure_rate = 0.10;
-  double response_time_ms = 500;
-};
-
 struct Alert {
   std::string name;
   std::string severity;
@@ -54,7 +47,8 @@ struct Alert {
 
 class SystemMonitor {
  public:
-  SystemMonitor(std::string data_dir, int collect_interval_ms, int alert_interval_ms, AlertThresholds thresholds);
+  // Intervals and alert thresholds come from [monitoring].
+  SystemMonitor(std::string data_dir, const config::MonitoringConfig& settings);
   ~SystemMonitor();
   void start();
   void stop();
@@ -74,7 +68,7 @@ class SystemMonitor {
 
   std::string data_dir_;
   int collect_ms_, alert_ms_;
-  AlertThresholds thresholds_;
+  config::MonitoringConfig thresholds_;
   mutable std::mutex mutex_;
   std::condition_variable wake_;
   bool stopping_ = false;

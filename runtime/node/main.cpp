@@ -198,10 +198,7 @@ int run_node(const config::LoadResult& loaded) {
   std::thread(wait_for_signals, &shutdown).detach();
 
   auto name = node_name(cfg);
-  const auto& mon = cfg.monitoring;
-  runtime::SystemMonitor monitor(cfg.server.data_dir, mon.metrics_collection_interval_ms, mon.alert_check_interval_ms,
-                                 {mon.cpu_alert_percent, mon.memory_alert_percent, mon.disk_alert_percent,
-                                  mon.agent_failure_rate_alert, mon.task_failure_rate_alert, double(mon.response_time_alert_ms)});
+  runtime::SystemMonitor monitor(cfg.server.data_dir, cfg.monitoring);
   gateway::Gateway gateway({nullptr, &cfg, name, kVersion, started_ms, &monitor});
   if (auto err = gateway.bind(); !err.empty()) {
     spdlog::error("{}", err);

@@ -48,3 +48,28 @@ BOOST_AUTO_TEST_CASE(exposition_follows_the_text_format) {
   BOOST_TEST(text.find("t_latency_seconds_bucket{route=\"/x\",le=\"+Inf\"} 1\n") != std::string::npos);
   BOOST_TEST(text.find("t_latency_seconds_count{route=\"/x\"} 1\n") != std::string::npos);
 }
+
+#include "runtime/system_monitor.hpp"
+
+BOOST_AUTO_TEST_CASE(the_monitor_measures_the_host_and_fires_alerts_over_threshold) {
+  hub::config::MonitoringConfig settings;
+  settings.metrics_collection_interval_ms = 100;
+  settings.alert_check_interval_ms = 100;
+  settings.memory_alert_percent = 0;  // any used memory is "too much": the alert must fire
+  hub::runtime::SystemMonitor monitor("/tmp", settings);
+  monitor.start();
+  for (int i = 0; i < 50 && monitor.active_alerts().empty(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  auto sample = monitor.latest();
+  BOOST_TEST(sample.memory_percent > 0);
+  BOOST_TEST(sample.memory_percent <= 100);
+  BOOST_TEST(sample.memory_total_bytes > 0);
+  BOOST_TEST(sample.process_rss_bytes > 0);
+  BOOST_TEST(sample.cpu_cores >= 1);
+  auto alerts = monitor.active_alerts();
+  BOOST_REQUIRE(!alerts.empty());
+  BOOST_TEST(alerts[0].name == "high_memory_usage");
+  BOOST_TEST(alerts[0].since_ms > 0);
+  BOOST_TEST(alerts[0].until_ms == 0);
+  BOOST_TEST(monitor.history().size() >= 2u);
+  monitor.stop();
+}
