@@ -17,6 +17,9 @@ using Value = toml::value;
 
 enum class Kind { integer, floating, boolean, string, string_list };
 
+// pending_issue value of keys the guide names that this implementation only accepts.
+constexpr int kCompatibilityOnly = -1;
+
 // One key of the schema. `apply` validates a value and stores it in the Config; it returns
 // an empty string on success or "what is allowed" on failure. `pending_issue` > 0 marks a
 // key the operations guide names whose feature arrives with that issue: accepted, warned.
@@ -166,7 +169,7 @@ const std::map<std::string, Section>& schema() {
       {"database",
        {
            {"url", string([](Config& c, auto& v) { c.database.url = v; }, {}, check_database_url)},
-           {"max_connections", integer(1, 1000, [](Config& c, int64_t v) { c.database.max_connections = int(v); }, 4)},
+           {"max_connections", integer(1, 1000, [](Config& c, int64_t v) { c.database.max_connections = int(v); })},
            {"connection_timeout_seconds",
             integer(1, 3600, [](Config& c, int64_t v) { c.database.connection_timeout_seconds = int(v); })},
            {"sqlite_synchronous", string([](Config& c, auto& v) { c.database.sqlite_synchronous = v; }, {"full", "normal"})},
@@ -199,7 +202,7 @@ const std::map<std::string, Section>& schema() {
            {"circuit_breaker_recovery_timeout_ms",
             integer(1, 3600000, [](Config& c, int64_t v) { c.performance.circuit_breaker_recovery_timeout_ms = int(v); }, 5)},
            {"performance_optimization_enabled",
-            boolean([](Config& c, bool v) { c.performance.performance_optimization_enabled = v; }, 7)},
+            boolean([](Config& c, bool v) { c.performance.performance_optimization_enabled = v; }, kCompatibilityOnly)},
        }},
       {"security",
        {
@@ -232,7 +235,7 @@ const std::map<std::string, Section>& schema() {
            // The guide puts log_level under [monitoring]; it is the same setting as [logging] level.
            {"log_level", string([](Config& c, auto& v) { c.logging.level = v == "warning" ? "warn" : v; },
                                 {"trace", "debug", "info", "warn", "warning", "error", "critical", "off"})},
-           {"sentry_dsn", string([](Config& c, auto& v) { c.monitoring.sentry_dsn = v; }, {}, {}, 7)},
+           {"sentry_dsn", string([](Config& c, auto& v) { c.monitoring.sentry_dsn = v; }, {}, {}, kCompatibilityOnly)},
        }},
       {"neural",
        {
@@ -446,7 +449,11 @@ void validate(const Layered& layered, LoadResult& result) {
                                   "): " + why);
         continue;
       }
-      if (k->second.pending_issue > 0)
+      if (k->second.pending_issue == kCompatibilityOnly)
+        result.warnings.push_back("[" + section + "] " + key + " (" + entry.origin +
+                                  ") is accepted for compatibility with the operations guide and has no effect "
+                                  "(no Sentry client is packaged for Debian; optimizations are always on)");
+      else if (k->second.pending_issue > 0)
         result.warnings.push_back("[" + section + "] " + key + " (" + entry.origin +
                                   ") is accepted but has no effect yet: its feature arrives with issue #" +
                                   std::to_string(k->second.pending_issue));
@@ -557,7 +564,8 @@ std::string render(const Config& c) {
     << "[server]\nhost = " << q(c.server.host) << "\nport = " << c.server.port << "\nworkers = " << c.server.workers
     << "\nshutdown_timeout_ms = " << c.server.shutdown_timeout_ms << "\nmax_body_bytes = " << c.server.max_body_bytes
     << "\ndata_dir = " << q(c.server.data_dir) << "\ncors_origins = " << list(c.server.cors_origins) << "\n"
-    << "[database]\nurl = " << q(c.database.url) << "\nconnection_timeout_seconds = " << c.database.connection_timeout_seconds
+    << "[database]\nurl = " << q(c.database.url) << "\nmax_connections = " << c.database.max_connections
+    << "\nconnection_timeout_seconds = " << c.database.connection_timeout_seconds
     << "\nsqlite_synchronous = " << q(c.database.sqlite_synchronous) << "\n"
     << "[logging]\nlevel = " << q(c.logging.level) << "\nformat = " << q(c.logging.format) << "\nfile = " << q(c.logging.file)
     << "\n"

@@ -4,6 +4,7 @@
 #include "runtime/clock.hpp"
 #include "runtime/metrics.hpp"
 #include "runtime/domain.hpp"
+#include "runtime/store/store.hpp"
 #include "runtime/store/store_actor.hpp"
 
 #include <caf/actor_system.hpp>
@@ -154,6 +155,9 @@ Gateway::Gateway(GatewayDeps deps) : impl_(std::make_unique<Impl>(std::move(deps
     if (route.empty()) route = "unmatched";
     try {
       if (admit(impl_->ctx, call, route)) route = impl_->router.dispatch(call);
+    } catch (const runtime::StoreUnavailable& e) {
+      spdlog::warn("http: {} {}: store unavailable: {}", req.method, req.path, e.what());
+      send_error(call, ApiError::unavailable(std::string("the database is unavailable: ") + e.what(), 2));
     } catch (const std::exception& e) {
       spdlog::error("http: {} {} failed: {} (request {})", req.method, req.path, e.what(), call.request_id);
       send_error(call, ApiError{500, "internal_error", "the request failed inside the node; request id " + call.request_id, {}, 0});

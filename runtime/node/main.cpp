@@ -207,7 +207,7 @@ int run_node(const config::LoadResult& loaded) {
   }
 
   auto opened = runtime::open_store({cfg.database.url, cfg.database.connection_timeout_seconds * 1000,
-                                     cfg.database.sqlite_synchronous == "full"});
+                                     cfg.database.sqlite_synchronous == "full", cfg.database.max_connections});
   if (opened.error) {
     spdlog::error("store: {}", opened.error->message);
     std::cerr << "ai-orchestrator-hub: store: " << opened.error->message << "\n";

@@ -1,5 +1,6 @@
 #include "runtime/store/store.hpp"
 
+#include "runtime/store/pg_store.hpp"
 #include "runtime/store/sqlite_store.hpp"
 
 #include <libpq-fe.h>
@@ -35,8 +36,12 @@ bool is_postgres(const std::string& url) {
 OpenResult open_store(const StoreOptions& options) {
   OpenResult result;
   if (is_postgres(options.url)) {
-    result.error = StoreError{"unavailable",
-                              "the PostgreSQL store arrives with issue #4; use a sqlite:// URL for [database] url"};
+    auto store = std::make_unique<PgStore>();
+    if (auto err = store->open(options.url, options.max_connections, std::max(1, options.busy_timeout_ms / 1000))) {
+      result.error = err;
+      return result;
+    }
+    result.store = std::move(store);
     return result;
   }
   auto path = sqlite_path(options.url);
@@ -75,7 +80,7 @@ std::string probe_database(const std::string& url, int timeout_seconds, std::str
       why = "PostgreSQL is not reachable: " + why;
     } else {
       detail = "PostgreSQL " + std::to_string(PQserverVersion(conn) / 10000) + " at " + PQhost(conn) + ":" + PQport(conn) +
-               ", database " + PQdb(conn) + " (reachable; the PostgreSQL store itself arrives with issue #4)";
+               ", database " + PQdb(conn) + " (reachable)";
     }
     PQfinish(conn);
     return why;

@@ -10,10 +10,16 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
 namespace hub::runtime {
+
+// Thrown by reads when the database cannot be reached (the gateway answers 503).
+struct StoreUnavailable : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
 
 struct StoreError {
   std::string code;     // "unavailable", "corrupt", "constraint", "io"
@@ -76,9 +82,10 @@ class Store {
 };
 
 struct StoreOptions {
-  std::string url;  // sqlite://PATH
-  int busy_timeout_ms = 30000;
+  std::string url;  // sqlite://PATH or postgresql://USER@HOST:PORT/DB
+  int busy_timeout_ms = 30000;  // also the PostgreSQL connect timeout
   bool synchronous_full = true;
+  int max_connections = 10;  // PostgreSQL pool size
 };
 
 struct OpenResult {

@@ -1,0 +1,517 @@
+#include "runtime/store/pg_store.hpp"
+
+#include "runtime/clock.hpp"
+
+#include <libpq-fe.h>
+#include <nlohmann/json.hpp>
+
+#include <chrono>
+#include <mutex>
+#include <string_view>
+#include <unordered_map>
+
+namespace hub::runtime {
+namespace {
+
+using json = nlohmann::json;
+
+const char* const kMigrations[] = {
+    R"sql(
+CREATE TABLE agents (
+  id TEXT PRIMARY KEY, name TEXT NOT NULL, type TEXT NOT NULL, specialization TEXT NOT NULL DEFAULT '',
+  state TEXT NOT NULL, capabilities JSONB NOT NULL, max_concurrent_tasks INT NOT NULL, executor JSONB NOT NULL,
+  node TEXT NOT NULL DEFAULT '', energy DOUBLE PRECISION NOT NULL DEFAULT 100, tasks_completed BIGINT NOT NULL DEFAULT 0,
+  tasks_failed BIGINT NOT NULL DEFAULT 0, avg_duration_ms DOUBLE PRECISION NOT NULL DEFAULT 0,
+  created_at TIMESTAMPTZ NOT NULL, updated_at TIMESTAMPTZ NOT NULL, deleted BOOLEAN NOT NULL DEFAULT false);
+CREATE TABLE tasks (
+  seq BIGSERIAL NOT NULL, id UUID PRIMARY KEY, title TEXT NOT NULL DEFAULT '', description TEXT NOT NULL,
+  type TEXT NOT NULL DEFAULT '', priority TEXT NOT NULL, required_capabilities JSONB NOT NULL DEFAULT '[]',
+  payload JSONB, status TEXT NOT NULL, attempts INT NOT NULL DEFAULT 0, max_attempts INT NOT NULL,
+  timeout_ms BIGINT NOT NULL, idempotency_key TEXT UNIQUE, assigned_agent TEXT, node TEXT NOT NULL DEFAULT '',
+  result JSONB, error_type TEXT, error_message TEXT, created_at TIMESTAMPTZ NOT NULL, updated_at TIMESTAMPTZ NOT NULL,
+  started_at TIMESTAMPTZ, completed_at TIMESTAMPTZ);
+CREATE INDEX idx_tasks_status_created ON tasks(status, created_at);
+CREATE TABLE task_events (
+  id BIGSERIAL PRIMARY KEY, task_id UUID NOT NULL, from_status TEXT NOT NULL DEFAULT '', to_status TEXT NOT NULL,
+  at TIMESTAMPTZ NOT NULL, attempt INT NOT NULL DEFAULT 0, reason TEXT NOT NULL DEFAULT '');
+CREATE INDEX idx_task_events_task ON task_events(task_id, id);
+)sql",
+    R"sql(
+CREATE TABLE users (username TEXT PRIMARY KEY, password_hash TEXT NOT NULL, role TEXT NOT NULL, created_at TIMESTAMPTZ NOT NULL);
+CREATE TABLE refresh_tokens (token_hash TEXT PRIMARY KEY, username TEXT NOT NULL, expires_at BIGINT NOT NULL,
+  used BOOLEAN NOT NULL DEFAULT false);
+CREATE INDEX idx_refresh_tokens_user ON refresh_tokens(username);
+CREATE TABLE audit_log (id BIGSERIAL PRIMARY KEY, at TIMESTAMPTZ NOT NULL, actor TEXT NOT NULL, role TEXT NOT NULL,
+  action TEXT NOT NULL, resource TEXT NOT NULL, status INT NOT NULL, request_id TEXT NOT NULL, client TEXT NOT NULL);
+)sql",
+};
+
+// Epoch milliseconds of a timestamptz column, for SELECT lists.
+std::string ms(const char* column) {
+  return std::string("(EXTRACT(EPOCH FROM ") + column + ") * 1000)::bigint";
+}
+
+const std::string kTaskColumns = "id::text, title, description, type, priority, required_capabilities::text, "
+                                 "COALESCE(payload::text, 'null'), status, attempts, max_attempts, timeout_ms, "
+                                 "COALESCE(idempotency_key, ''), COALESCE(assigned_agent, ''), node, "
+                                 "COALESCE(result::text, ''), COALESCE(error_type, ''), COALESCE(error_message, ''), " +
+                                 ms("created_at") + ", " + ms("updated_at") + ", COALESCE(" + ms("started_at") +
+                                 ", 0), COALESCE(" + ms("completed_at") + ", 0)";
+
+struct Result {
+  PGresult* r = nullptr;
+  explicit Result(PGresult* res) : r(res) {}
+  ~Result() { PQclear(r); }
+  Result(Result&& other) noexcept : r(other.r) { other.r = nullptr; }
+  Result(const Result&) = delete;
+  Result& operator=(const Result&) = delete;
+  bool ok() const {
+    auto s = PQresultStatus(r);
+    return s == PGRES_COMMAND_OK || s == PGRES_TUPLES_OK;
+  }
+  int rows() const { return PQntuples(r); }
+  std::string text(int row, int col) const { return PQgetisnull(r, row, col) ? "" : PQgetvalue(r, row, col); }
+  int64_t integer(int row, int col) const { return PQgetisnull(r, row, col) ? 0 : std::stoll(PQgetvalue(r, row, col)); }
+};
+
+// Parameters as text, NULL for empty optional values.
+struct Params {
+  std::vector<std::string> values;
+  std::vector<bool> null;
+  Params& add(std::string v) {
+    values.push_back(std::move(v));
+    null.push_back(false);
+    return *this;
+  }
+  Params& add_or_null(std::string v) {
+    bool is_null = v.empty();
+    values.push_back(std::move(v));
+    null.push_back(is_null);
+    return *this;
+  }
+  Params& time_or_null(int64_t ms_value) { return ms_value > 0 ? add(rfc3339(ms_value)) : add_or_null(""); }
+};
+
+class Connection {
+ public:
+  Connection(std::string conninfo) : conninfo_(std::move(conninfo)) {}
+  ~Connection() {
+    if (conn_) PQfinish(conn_);
+  }
+  // Connected (reconnecting when the link was lost), or the reason it cannot be.
+  std::string ensure() {
+    if (conn_ && PQstatus(conn_) == CONNECTION_OK) return {};
+    if (conn_) PQfinish(conn_);
+    conn_ = PQconnectdb(conninfo_.c_str());
+    if (PQstatus(conn_) == CONNECTION_OK) {
+      PQexec(conn_, "SET client_min_messages = warning");
+      return {};
+    }
+    std::string why = PQerrorMessage(conn_);
+    while (!why.empty() && (why.back() == '\n' || why.back() == ' ')) why.pop_back();
+    for (auto& c : why)
+      if (c == '\n') c = ' ';
+    return why.empty() ? "cannot connect" : why;
+  }
+  Result exec(const std::string& sql, const Params& p = {}) {
+    std::vector<const char*> values;
+    for (size_t i = 0; i < p.values.size(); ++i) values.push_back(p.null[i] ? nullptr : p.values[i].c_str());
+    return Result(PQexecParams(conn_, sql.c_str(), int(values.size()), nullptr, values.data(), nullptr, nullptr, 0));
+  }
+  // Several statements, no parameters (migrations).
+  Result script(const std::string& sql) { return Result(PQexec(conn_, sql.c_str())); }
+  std::string error() const {
+    std::string e = conn_ ? PQerrorMessage(conn_) : "not connected";
+    while (!e.empty() && (e.back() == '\n' || e.back() == ' ')) e.pop_back();
+    return e;
+  }
+
+ private:
+  std::string conninfo_;
+  PGconn* conn_ = nullptr;
+};
+
+std::string caps_json(const std::vector<Capability>& caps) {
+  json a = json::array();
+  for (const auto& c : caps) a.push_back({{"name", c.name}, {"proficiency", c.proficiency}, {"learning_rate", c.learning_rate}});
+  return a.dump();
+}
+std::string required_json(const std::vector<RequiredCapability>& caps) {
+  json a = json::array();
+  for (const auto& c : caps) a.push_back({{"name", c.name}, {"minimum_proficiency", c.minimum_proficiency}});
+  return a.dump();
+}
+
+TaskRecord read_task(const Result& r, int i) {
+  TaskRecord t;
+  t.id = r.text(i, 0);
+  t.title = r.text(i, 1);
+  t.description = r.text(i, 2);
+  t.type = r.text(i, 3);
+  t.priority = r.text(i, 4);
+  auto caps = json::parse(r.text(i, 5), nullptr, false);
+  if (caps.is_array())
+    for (const auto& c : caps) t.required_capabilities.push_back({c.value("name", ""), c.value("minimum_proficiency", 0.0)});
+  t.payload_json = r.text(i, 6);
+  t.status = r.text(i, 7);
+  t.attempts = int32_t(r.integer(i, 8));
+  t.max_attempts = int32_t(r.integer(i, 9));
+  t.timeout_ms = r.integer(i, 10);
+  t.idempotency_key = r.text(i, 11);
+  t.assigned_agent = r.text(i, 12);
+  t.node = r.text(i, 13);
+  t.result_json = r.text(i, 14);
+  t.error_type = r.text(i, 15);
+  t.error_message = r.text(i, 16);
+  t.created_at = r.integer(i, 17);
+  t.updated_at = r.integer(i, 18);
+  t.started_at = r.integer(i, 19);
+  t.completed_at = r.integer(i, 20);
+  return t;
+}
+
+// Results are JSON when they parse, else stored as a JSON string.
+std::string as_jsonb(const std::string& text) {
+  if (text.empty()) return text;
+  return json::accept(text) ? text : json(text).dump();
+}
+
+}  // namespace
+
+struct PgStore::Impl {
+  std::string conninfo;
+  int max_connections = 10;
+  std::unique_ptr<Connection> writer;
+  std::mutex auth_mutex;
+  std::unique_ptr<Connection> auth;
+  std::mutex pool_mutex;
+  std::vector<std::unique_ptr<Connection>> idle;
+  int open_readers = 0;
+  std::mutex stats_mutex;
+  StoreStats stats = [] {
+    StoreStats s;
+    s.backend = "postgresql";
+    return s;
+  }();
+
+  struct Lease {
+    Impl* impl;
+    std::unique_ptr<Connection> conn;
+    ~Lease() {
+      if (!conn) return;
+      std::lock_guard<std::mutex> lock(impl->pool_mutex);
+      impl->idle.push_back(std::move(conn));
+    }
+    Connection& operator*() { return *conn; }
+  };
+  Lease reader() {
+    std::unique_ptr<Connection> conn;
+    {
+      std::lock_guard<std::mutex> lock(pool_mutex);
+      ++stats.reads;
+      if (!idle.empty()) {
+        conn = std::move(idle.back());
+        idle.pop_back();
+      } else {
+        ++open_readers;
+      }
+    }
+    if (!conn) conn = std::make_unique<Connection>(conninfo);
+    if (auto why = conn->ensure(); !why.empty()) throw StoreUnavailable("PostgreSQL: " + why);
+    return Lease{this, std::move(conn)};
+  }
+  Result query(const std::string& sql, const Params& p = {}) {
+    auto lease = reader();
+    auto r = (*lease).exec(sql, p);
+    if (!r.ok()) throw StoreUnavailable("PostgreSQL: " + (*lease).error());
+    return r;
+  }
+};
+
+PgStore::PgStore() : impl_(std::make_unique<Impl>()) {}
+PgStore::~PgStore() = default;
+
+std::optional<StoreError> PgStore::open(const std::string& url, int max_connections, int connect_timeout_s) {
+  impl_->conninfo = url + (url.find('?') == std::string::npos ? "?" : "&") + "connect_timeout=" + std::to_string(connect_timeout_s) +
+                    "&application_name=ai-orchestrator-hub";
+  impl_->max_connections = max_connections;
+  impl_->writer = std::make_unique<Connection>(impl_->conninfo);
+  impl_->auth = std::make_unique<Connection>(impl_->conninfo);
+  if (auto why = impl_->writer->ensure(); !why.empty()) return StoreError{"unavailable", "PostgreSQL is not reachable: " + why};
+  auto& w = *impl_->writer;
+  w.exec("CREATE TABLE IF NOT EXISTS schema_migrations (version INT PRIMARY KEY, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())");
+  auto current = w.exec("SELECT COALESCE(MAX(version), 0) FROM schema_migrations");
+  if (!current.ok()) return StoreError{"unavailable", "PostgreSQL: " + w.error()};
+  int version = int(current.integer(0, 0));
+  const int latest = int(sizeof(kMigrations) / sizeof(kMigrations[0]));
+  if (version > latest)
+    return StoreError{"corrupt", "schema version " + std::to_string(version) + " is newer than this binary knows"};
+  for (int v = version + 1; v <= latest; ++v) {
+    auto r = w.script(std::string("BEGIN; ") + kMigrations[v - 1] + "; INSERT INTO schema_migrations(version) VALUES (" +
+                    std::to_string(v) + "); COMMIT;");
+    if (!r.ok()) {
+      auto why = w.error();
+      w.script("ROLLBACK");
+      return StoreError{"corrupt", "migration " + std::to_string(v) + " failed: " + why};
+    }
+  }
+  return std::nullopt;
+}
+
+std::optional<StoreError> PgStore::write(const WriteBatch& batch) {
+  if (batch.empty()) return std::nullopt;
+  auto started = std::chrono::steady_clock::now();
+  auto& w = *impl_->writer;
+  auto fail = [&](const std::string& what) -> std::optional<StoreError> {
+    w.exec("ROLLBACK");
+    std::lock_guard<std::mutex> lock(impl_->stats_mutex);
+    ++impl_->stats.write_errors;
+    impl_->stats.last_write_failed = true;
+    impl_->stats.last_error = what;
+    return StoreError{"unavailable", what};
+  };
+  if (auto why = w.ensure(); !why.empty()) return fail("PostgreSQL is not reachable: " + why);
+  if (!w.exec("BEGIN").ok()) return fail("PostgreSQL: " + w.error());
+  for (const auto& t : batch.tasks) {
+    Params p;
+    p.add(t.id).add(t.title).add(t.description).add(t.type).add(t.priority).add(required_json(t.required_capabilities));
+    p.add(t.payload_json.empty() ? "null" : t.payload_json).add(t.status).add(std::to_string(t.attempts));
+    p.add(std::to_string(t.max_attempts)).add(std::to_string(t.timeout_ms)).add_or_null(t.idempotency_key);
+    p.add_or_null(t.assigned_agent).add(t.node).add_or_null(as_jsonb(t.result_json)).add_or_null(t.error_type);
+    p.add_or_null(t.error_message).add(rfc3339(t.created_at)).add(rfc3339(t.updated_at)).time_or_null(t.started_at);
+    p.time_or_null(t.completed_at);
+    auto r = w.exec(
+        "INSERT INTO tasks(id, title, description, type, priority, required_capabilities, payload, status, attempts, "
+        "max_attempts, timeout_ms, idempotency_key, assigned_agent, node, result, error_type, error_message, created_at, "
+        "updated_at, started_at, completed_at) VALUES ($1, $2, $3, $4, $5, $6::jsonb, $7::jsonb, $8, $9, $10, $11, $12, "
+        "$13, $14, $15::jsonb, $16, $17, $18, $19, $20, $21) ON CONFLICT (id) DO UPDATE SET status = EXCLUDED.status, "
+        "attempts = EXCLUDED.attempts, assigned_agent = EXCLUDED.assigned_agent, node = EXCLUDED.node, result = "
+        "EXCLUDED.result, error_type = EXCLUDED.error_type, error_message = EXCLUDED.error_message, updated_at = "
+        "EXCLUDED.updated_at, started_at = EXCLUDED.started_at, completed_at = EXCLUDED.completed_at",
+        p);
+    if (!r.ok()) return fail("task " + t.id + ": " + w.error());
+  }
+  std::unordered_map<std::string_view, size_t> last;
+  for (size_t i = 0; i < batch.task_updates.size(); ++i) last[batch.task_updates[i].id] = i;
+  for (size_t i = 0; i < batch.task_updates.size(); ++i) {
+    const auto& t = batch.task_updates[i];
+    if (last[t.id] != i) continue;
+    Params p;
+    p.add(t.id).add(t.status).add(std::to_string(t.attempts)).add_or_null(t.assigned_agent).add(t.node);
+    p.add_or_null(as_jsonb(t.result_json)).add_or_null(t.error_type).add_or_null(t.error_message);
+    p.add(rfc3339(t.updated_at)).time_or_null(t.started_at).time_or_null(t.completed_at);
+    auto r = w.exec("UPDATE tasks SET status = $2, attempts = $3, assigned_agent = $4, node = $5, result = $6::jsonb, "
+                    "error_type = $7, error_message = $8, updated_at = $9, started_at = $10, completed_at = $11 WHERE id = $1",
+                    p);
+    if (!r.ok()) return fail("task " + t.id + ": " + w.error());
+  }
+  for (const auto& e : batch.events) {
+    Params p;
+    p.add(e.task_id).add(e.from).add(e.to).add(rfc3339(e.at)).add(std::to_string(e.attempt)).add(e.reason);
+    auto r = w.exec("INSERT INTO task_events(task_id, from_status, to_status, at, attempt, reason) VALUES ($1, $2, $3, $4, $5, $6)", p);
+    if (!r.ok()) return fail("event of " + e.task_id + ": " + w.error());
+  }
+  for (const auto& a : batch.agents) {
+    Params p;
+    p.add(a.id).add(a.name).add(a.type).add(a.specialization).add(a.state).add(caps_json(a.capabilities));
+    p.add(std::to_string(a.max_concurrent_tasks)).add(a.executor_json).add(a.node).add(std::to_string(a.energy));
+    p.add(std::to_string(a.tasks_completed)).add(std::to_string(a.tasks_failed)).add(std::to_string(a.avg_duration_ms));
+    p.add(rfc3339(a.created_at)).add(rfc3339(a.updated_at)).add(a.deleted ? "true" : "false");
+    auto r = w.exec(
+        "INSERT INTO agents(id, name, type, specialization, state, capabilities, max_concurrent_tasks, executor, node, "
+        "energy, tasks_completed, tasks_failed, avg_duration_ms, created_at, updated_at, deleted) VALUES ($1, $2, $3, $4, "
+        "$5, $6::jsonb, $7, $8::jsonb, $9, $10, $11, $12, $13, $14, $15, $16) ON CONFLICT (id) DO UPDATE SET name = "
+        "EXCLUDED.name, state = EXCLUDED.state, capabilities = EXCLUDED.capabilities, max_concurrent_tasks = "
+        "EXCLUDED.max_concurrent_tasks, executor = EXCLUDED.executor, node = EXCLUDED.node, energy = EXCLUDED.energy, "
+        "tasks_completed = EXCLUDED.tasks_completed, tasks_failed = EXCLUDED.tasks_failed, avg_duration_ms = "
+        "EXCLUDED.avg_duration_ms, updated_at = EXCLUDED.updated_at, deleted = EXCLUDED.deleted",
+        p);
+    if (!r.ok()) return fail("agent " + a.id + ": " + w.error());
+  }
+  for (const auto& a : batch.audit) {
+    Params p;
+    p.add(rfc3339(a.at)).add(a.actor).add(a.role).add(a.action).add(a.resource).add(std::to_string(a.status));
+    p.add(a.request_id).add(a.client);
+    auto r = w.exec("INSERT INTO audit_log(at, actor, role, action, resource, status, request_id, client) VALUES ($1, $2, "
+                    "$3, $4, $5, $6, $7, $8)",
+                    p);
+    if (!r.ok()) return fail("audit: " + w.error());
+  }
+  if (!w.exec("COMMIT").ok()) return fail("PostgreSQL: commit failed: " + w.error());
+  double elapsed = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - started).count();
+  std::lock_guard<std::mutex> lock(impl_->stats_mutex);
+  ++impl_->stats.writes;
+  impl_->stats.rows_written += int64_t(batch.size());
+  impl_->stats.last_commit_ms = elapsed;
+  impl_->stats.total_commit_ms += elapsed;
+  impl_->stats.last_write_failed = false;
+  return std::nullopt;
+}
+
+std::optional<TaskRecord> PgStore::task(const std::string& id) {
+  if (!is_uuid(id)) return std::nullopt;
+  auto r = impl_->query("SELECT " + kTaskColumns + " FROM tasks WHERE id = $1", Params().add(id));
+  if (r.rows() == 0) return std::nullopt;
+  return read_task(r, 0);
+}
+
+std::vector<TaskEvent> PgStore::task_events(const std::string& id) {
+  std::vector<TaskEvent> out;
+  if (!is_uuid(id)) return out;
+  auto r = impl_->query("SELECT from_status, to_status, " + ms("at") + ", attempt, reason FROM task_events WHERE task_id = $1 ORDER BY id",
+                        Params().add(id));
+  for (int i = 0; i < r.rows(); ++i)
+    out.push_back({id, r.text(i, 0), r.text(i, 1), r.integer(i, 2), int32_t(r.integer(i, 3)), r.text(i, 4)});
+  return out;
+}
+
+TaskPage PgStore::tasks(const TaskFilter& f) {
+  std::string where = " WHERE true";
+  Params p;
+  auto add = [&](const char* column, const std::string& v) {
+    if (v.empty()) return;
+    p.add(v);
+    where += std::string(" AND ") + column + " = $" + std::to_string(p.values.size());
+  };
+  add("status", f.status);
+  add("type", f.type);
+  add("assigned_agent", f.agent);
+  add("priority", f.priority);
+  TaskPage page;
+  page.total = impl_->query("SELECT COUNT(*) FROM tasks" + where, p).integer(0, 0);
+  auto r = impl_->query("SELECT " + kTaskColumns + " FROM tasks" + where + " ORDER BY seq DESC LIMIT " +
+                            std::to_string(f.limit) + " OFFSET " + std::to_string(f.offset),
+                        p);
+  for (int i = 0; i < r.rows(); ++i) page.tasks.push_back(read_task(r, i));
+  return page;
+}
+
+std::optional<std::string> PgStore::task_id_by_idempotency_key(const std::string& key) {
+  auto r = impl_->query("SELECT id::text FROM tasks WHERE idempotency_key = $1", Params().add(key));
+  if (r.rows() == 0) return std::nullopt;
+  return r.text(0, 0);
+}
+
+std::vector<TaskRecord> PgStore::unfinished_tasks() {
+  auto r = impl_->query("SELECT " + kTaskColumns +
+                        " FROM tasks WHERE status IN ('pending', 'assigned', 'running') ORDER BY created_at, seq");
+  std::vector<TaskRecord> out;
+  for (int i = 0; i < r.rows(); ++i) out.push_back(read_task(r, i));
+  return out;
+}
+
+std::map<std::string, int64_t> PgStore::task_counts_by_status() {
+  auto r = impl_->query("SELECT status, COUNT(*) FROM tasks GROUP BY status");
+  std::map<std::string, int64_t> out;
+  for (int i = 0; i < r.rows(); ++i) out[r.text(i, 0)] = r.integer(i, 1);
+  return out;
+}
+
+std::vector<AgentRecord> PgStore::agents() {
+  auto r = impl_->query("SELECT id, name, type, specialization, state, capabilities::text, max_concurrent_tasks, executor::text, "
+                        "node, energy, tasks_completed, tasks_failed, avg_duration_ms, " +
+                        ms("created_at") + ", " + ms("updated_at") + " FROM agents WHERE NOT deleted ORDER BY created_at, id");
+  std::vector<AgentRecord> out;
+  for (int i = 0; i < r.rows(); ++i) {
+    AgentRecord a;
+    a.id = r.text(i, 0);
+    a.name = r.text(i, 1);
+    a.type = r.text(i, 2);
+    a.specialization = r.text(i, 3);
+    a.state = r.text(i, 4);
+    auto caps = json::parse(r.text(i, 5), nullptr, false);
+    if (caps.is_array())
+      for (const auto& c : caps) a.capabilities.push_back({c.value("name", ""), c.value("proficiency", 0.5), c.value("learning_rate", 0.1)});
+    a.max_concurrent_tasks = int32_t(r.integer(i, 6));
+    a.executor_json = r.text(i, 7);
+    a.node = r.text(i, 8);
+    a.energy = std::stod(r.text(i, 9));
+    a.tasks_completed = r.integer(i, 10);
+    a.tasks_failed = r.integer(i, 11);
+    a.avg_duration_ms = std::stod(r.text(i, 12));
+    a.created_at = r.integer(i, 13);
+    a.updated_at = r.integer(i, 14);
+    out.push_back(std::move(a));
+  }
+  return out;
+}
+
+StoreStats PgStore::stats() {
+  StoreStats s;
+  {
+    std::lock_guard<std::mutex> lock(impl_->stats_mutex);
+    s = impl_->stats;
+  }
+  std::lock_guard<std::mutex> lock(impl_->pool_mutex);
+  s.reads = impl_->stats.reads;
+  s.pool_idle = int64_t(impl_->idle.size());
+  s.pool_active = int64_t(impl_->open_readers) - s.pool_idle + 1;  // + the writer
+  return s;
+}
+
+std::optional<StoreError> PgStore::put_user(const UserRecord& u) {
+  std::lock_guard<std::mutex> lock(impl_->auth_mutex);
+  if (auto why = impl_->auth->ensure(); !why.empty()) return StoreError{"unavailable", why};
+  auto r = impl_->auth->exec("INSERT INTO users(username, password_hash, role, created_at) VALUES ($1, $2, $3, $4) ON CONFLICT "
+                             "(username) DO UPDATE SET password_hash = EXCLUDED.password_hash, role = EXCLUDED.role",
+                             Params().add(u.username).add(u.password_hash).add(u.role).add(rfc3339(u.created_at)));
+  if (!r.ok()) return StoreError{"io", impl_->auth->error()};
+  return std::nullopt;
+}
+
+std::optional<UserRecord> PgStore::user(const std::string& username) {
+  auto r = impl_->query("SELECT username, password_hash, role, " + ms("created_at") + " FROM users WHERE username = $1",
+                        Params().add(username));
+  if (r.rows() == 0) return std::nullopt;
+  return UserRecord{r.text(0, 0), r.text(0, 1), r.text(0, 2), r.integer(0, 3)};
+}
+
+std::optional<StoreError> PgStore::put_refresh_token(const std::string& hash, const std::string& username, int64_t expires_at) {
+  std::lock_guard<std::mutex> lock(impl_->auth_mutex);
+  if (auto why = impl_->auth->ensure(); !why.empty()) return StoreError{"unavailable", why};
+  auto r = impl_->auth->exec("INSERT INTO refresh_tokens(token_hash, username, expires_at) VALUES ($1, $2, $3)",
+                             Params().add(hash).add(username).add(std::to_string(expires_at)));
+  if (!r.ok()) return StoreError{"io", impl_->auth->error()};
+  return std::nullopt;
+}
+
+std::optional<std::string> PgStore::consume_refresh_token(const std::string& hash, int64_t now, bool& replayed) {
+  replayed = false;
+  std::lock_guard<std::mutex> lock(impl_->auth_mutex);
+  auto& c = *impl_->auth;
+  if (auto why = c.ensure(); !why.empty()) throw StoreUnavailable("PostgreSQL: " + why);
+  // One statement marks the token used and tells whether it already was.
+  auto r = c.exec("UPDATE refresh_tokens t SET used = true FROM (SELECT token_hash, used AS was_used FROM refresh_tokens "
+                  "WHERE token_hash = $1 FOR UPDATE) old WHERE t.token_hash = old.token_hash RETURNING t.username, "
+                  "old.was_used, t.expires_at",
+                  Params().add(hash));
+  if (!r.ok()) throw StoreUnavailable("PostgreSQL: " + c.error());
+  if (r.rows() == 0) return std::nullopt;
+  auto username = r.text(0, 0);
+  if (r.text(0, 1) == "t") {
+    replayed = true;
+    c.exec("UPDATE refresh_tokens SET used = true WHERE username = $1", Params().add(username));
+    return std::nullopt;
+  }
+  if (r.integer(0, 2) < now) return std::nullopt;
+  return username;
+}
+
+void PgStore::revoke_refresh_token(const std::string& hash) {
+  std::lock_guard<std::mutex> lock(impl_->auth_mutex);
+  if (!impl_->auth->ensure().empty()) return;
+  impl_->auth->exec("UPDATE refresh_tokens SET used = true WHERE token_hash = $1", Params().add(hash));
+}
+
+std::vector<AuditEntry> PgStore::audit_log(int limit, int offset, int64_t& total) {
+  total = impl_->query("SELECT COUNT(*) FROM audit_log").integer(0, 0);
+  auto r = impl_->query("SELECT " + ms("at") + ", actor, role, action, resource, status, request_id, client FROM audit_log ORDER BY id DESC LIMIT " +
+                        std::to_string(limit) + " OFFSET " + std::to_string(offset));
+  std::vector<AuditEntry> out;
+  for (int i = 0; i < r.rows(); ++i)
+    out.push_back({r.integer(i, 0), r.text(i, 1), r.text(i, 2), r.text(i, 3), r.text(i, 4), int32_t(r.integer(i, 5)),
+                   r.text(i, 6), r.text(i, 7)});
+  return out;
+}
+
+}  // namespace hub::runtime
