@@ -98,20 +98,28 @@ class Connection {
   ~Connection() {
     if (conn_) PQfinish(conn_);
   }
-  // Connected (reconnecting when the link was lost), or the reason it cannot be.
+  // Connected (reconnecting when the link was lost), or the reason it cannot be. After a
+  // failed attempt the next one waits (0.25 s doubling to 5 s), so a dead database is not
+  // hammered by every refused write.
   std::string ensure() {
     if (conn_ && PQstatus(conn_) == CONNECTION_OK) return {};
+    auto now = now_ms();
+    if (now < retry_at_ms_) return last_error_ + " (next attempt in " + std::to_string(retry_at_ms_ - now) + " ms)";
     if (conn_) PQfinish(conn_);
     conn_ = PQconnectdb(conninfo_.c_str());
     if (PQstatus(conn_) == CONNECTION_OK) {
       PQexec(conn_, "SET client_min_messages = warning");
+      backoff_ms_ = 0;
       return {};
     }
     std::string why = PQerrorMessage(conn_);
     while (!why.empty() && (why.back() == '\n' || why.back() == ' ')) why.pop_back();
     for (auto& c : why)
       if (c == '\n') c = ' ';
-    return why.empty() ? "cannot connect" : why;
+    last_error_ = why.empty() ? "cannot connect" : why;
+    backoff_ms_ = std::min<int64_t>(5000, backoff_ms_ == 0 ? 250 : backoff_ms_ * 2);
+    retry_at_ms_ = now + backoff_ms_;
+    return last_error_;
   }
   Result exec(const std::string& sql, const Params& p = {}) {
     std::vector<const char*> values;
@@ -129,6 +137,9 @@ class Connection {
  private:
   std::string conninfo_;
   PGconn* conn_ = nullptr;
+  int64_t backoff_ms_ = 0;
+  int64_t retry_at_ms_ = 0;
+  std::string last_error_;
 };
 
 std::string caps_json(const std::vector<Capability>& caps) {
@@ -217,7 +228,11 @@ struct PgStore::Impl {
       }
     }
     if (!conn) conn = std::make_unique<Connection>(conninfo);
-    if (auto why = conn->ensure(); !why.empty()) throw StoreUnavailable("PostgreSQL: " + why);
+    if (auto why = conn->ensure(); !why.empty()) {
+      std::lock_guard<std::mutex> lock(pool_mutex);
+      --open_readers;  // this connection is dropped, not returned
+      throw StoreUnavailable("PostgreSQL: " + why);
+    }
     return Lease{this, std::move(conn)};
   }
   Result query(const std::string& sql, const Params& p = {}) {
