@@ -1,6 +1,7 @@
 #include "runtime/store/pg_store.hpp"
 
 #include "runtime/clock.hpp"
+#include "runtime/store/json_columns.hpp"
 
 #include <libpq-fe.h>
 #include <nlohmann/json.hpp>
@@ -142,17 +143,6 @@ class Connection {
   std::string last_error_;
 };
 
-std::string caps_json(const std::vector<Capability>& caps) {
-  json a = json::array();
-  for (const auto& c : caps) a.push_back({{"name", c.name}, {"proficiency", c.proficiency}, {"learning_rate", c.learning_rate}});
-  return a.dump();
-}
-std::string required_json(const std::vector<RequiredCapability>& caps) {
-  json a = json::array();
-  for (const auto& c : caps) a.push_back({{"name", c.name}, {"minimum_proficiency", c.minimum_proficiency}});
-  return a.dump();
-}
-
 TaskRecord read_task(const Result& r, int i) {
   TaskRecord t;
   t.id = r.text(i, 0);
@@ -160,9 +150,7 @@ TaskRecord read_task(const Result& r, int i) {
   t.description = r.text(i, 2);
   t.type = r.text(i, 3);
   t.priority = r.text(i, 4);
-  auto caps = json::parse(r.text(i, 5), nullptr, false);
-  if (caps.is_array())
-    for (const auto& c : caps) t.required_capabilities.push_back({c.value("name", ""), c.value("minimum_proficiency", 0.0)});
+  t.required_capabilities = parse_required(r.text(i, 5));
   t.payload_json = r.text(i, 6);
   t.status = r.text(i, 7);
   t.attempts = int32_t(r.integer(i, 8));
@@ -328,7 +316,7 @@ std::optional<StoreError> PgStore::write(const WriteBatch& batch) {
   }
   for (const auto& a : batch.agents) {
     Params p;
-    p.add(a.id).add(a.name).add(a.type).add(a.specialization).add(a.state).add(caps_json(a.capabilities));
+    p.add(a.id).add(a.name).add(a.type).add(a.specialization).add(a.state).add(capabilities_json(a.capabilities));
     p.add(std::to_string(a.max_concurrent_tasks)).add(a.executor_json).add(a.node).add(std::to_string(a.energy));
     p.add(std::to_string(a.tasks_completed)).add(std::to_string(a.tasks_failed)).add(std::to_string(a.avg_duration_ms));
     p.add(rfc3339(a.created_at)).add(rfc3339(a.updated_at)).add(a.deleted ? "true" : "false");
@@ -434,9 +422,7 @@ std::vector<AgentRecord> PgStore::agents() {
     a.type = r.text(i, 2);
     a.specialization = r.text(i, 3);
     a.state = r.text(i, 4);
-    auto caps = json::parse(r.text(i, 5), nullptr, false);
-    if (caps.is_array())
-      for (const auto& c : caps) a.capabilities.push_back({c.value("name", ""), c.value("proficiency", 0.5), c.value("learning_rate", 0.1)});
+    a.capabilities = parse_capabilities(r.text(i, 5));
     a.max_concurrent_tasks = int32_t(r.integer(i, 6));
     a.executor_json = r.text(i, 7);
     a.node = r.text(i, 8);

@@ -1,6 +1,7 @@
 #include "runtime/store/sqlite_store.hpp"
 
 #include "runtime/clock.hpp"
+#include "runtime/store/json_columns.hpp"
 
 #include <nlohmann/json.hpp>
 #include <sqlite3.h>
@@ -151,32 +152,6 @@ std::string column_text(sqlite3_stmt* s, int i) {
 int64_t column_time(sqlite3_stmt* s, int i) {
   auto t = column_text(s, i);
   return t.empty() ? 0 : parse_rfc3339(t);
-}
-
-std::string capabilities_json(const std::vector<Capability>& caps) {
-  json a = json::array();
-  for (const auto& c : caps) a.push_back({{"name", c.name}, {"proficiency", c.proficiency}, {"learning_rate", c.learning_rate}});
-  return a.dump();
-}
-std::vector<Capability> parse_capabilities(const std::string& text) {
-  std::vector<Capability> out;
-  auto a = json::parse(text, nullptr, false);
-  if (!a.is_array()) return out;
-  for (const auto& c : a)
-    out.push_back({c.value("name", ""), c.value("proficiency", 0.5), c.value("learning_rate", 0.1)});
-  return out;
-}
-std::string required_json(const std::vector<RequiredCapability>& caps) {
-  json a = json::array();
-  for (const auto& c : caps) a.push_back({{"name", c.name}, {"minimum_proficiency", c.minimum_proficiency}});
-  return a.dump();
-}
-std::vector<RequiredCapability> parse_required(const std::string& text) {
-  std::vector<RequiredCapability> out;
-  auto a = json::parse(text, nullptr, false);
-  if (!a.is_array()) return out;
-  for (const auto& c : a) out.push_back({c.value("name", ""), c.value("minimum_proficiency", 0.0)});
-  return out;
 }
 
 constexpr const char* kTaskColumns =

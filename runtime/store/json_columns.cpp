@@ -1,0 +1,37 @@
+#include "runtime/store/json_columns.hpp"
+
+#include <nlohmann/json.hpp>
+
+namespace hub::runtime {
+
+using json = nlohmann::json;
+
+std::string capabilities_json(const std::vector<Capability>& caps) {
+  json a = json::array();
+  for (const auto& c : caps) a.push_back({{"name", c.name}, {"proficiency", c.proficiency}, {"learning_rate", c.learning_rate}});
+  return a.dump();
+}
+
+std::vector<Capability> parse_capabilities(const std::string& text) {
+  std::vector<Capability> out;
+  auto a = json::parse(text, nullptr, false);
+  if (!a.is_array()) return out;
+  for (const auto& c : a) out.push_back({c.value("name", ""), c.value("proficiency", 0.5), c.value("learning_rate", 0.1)});
+  return out;
+}
+
+std::string required_json(const std::vector<RequiredCapability>& caps) {
+  json a = json::array();
+  for (const auto& c : caps) a.push_back({{"name", c.name}, {"minimum_proficiency", c.minimum_proficiency}});
+  return a.dump();
+}
+
+std::vector<RequiredCapability> parse_required(const std::string& text) {
+  std::vector<RequiredCapability> out;
+  auto a = json::parse(text, nullptr, false);
+  if (!a.is_array()) return out;
+  for (const auto& c : a) out.push_back({c.value("name", ""), c.value("minimum_proficiency", 0.0)});
+  return out;
+}
+
+}  // namespace hub::runtime
