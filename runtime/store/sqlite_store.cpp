@@ -3,7 +3,6 @@
 #include "runtime/clock.hpp"
 #include "runtime/store/json_columns.hpp"
 
-#include <nlohmann/json.hpp>
 #include <sqlite3.h>
 
 #include <chrono>
@@ -14,7 +13,6 @@
 namespace hub::runtime {
 namespace {
 
-using json = nlohmann::json;
 
 // Schema versions, applied in order inside one transaction each. Never edit a shipped
 // migration: add the next one.
