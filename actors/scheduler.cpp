@@ -518,7 +518,8 @@ caf::behavior scheduler_actor(SchedulerActor* self, SchedulerOptions options, ca
       [=](status_atom) { return status_json(self); },
       [=](tick_atom) {
         update_gauges(self);
-        self->delayed_send(self, std::chrono::seconds(1), tick_atom::value);
+        // High priority: the tick jumps a deep mailbox, so a busy scheduler still reports in.
+        self->delayed_send<caf::message_priority::high>(self, std::chrono::seconds(1), tick_atom::value);
       },
       [=](drain_atom) -> caf::result<bool> {
         auto& st = self->state;

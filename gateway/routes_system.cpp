@@ -35,10 +35,12 @@ json components(Context& ctx) {
   double queued = 0;
   for (auto p : {"critical", "high", "medium", "low"})
     queued += registry.gauge(m::task_queue_depth, "", {{"priority", p}}).value();
-  out["scheduler"] = component(tick_age < 5 ? "healthy" : "unhealthy",
+  // The tick runs every second at high priority: late means overloaded, very late means stuck.
+  std::string scheduler_status = tick_age < 10 ? "healthy" : tick_age < 60 ? "degraded" : "unhealthy";
+  out["scheduler"] = component(scheduler_status,
                                {{"queued_tasks", queued}, {"running_tasks", registry.gauge(m::tasks_running, "").value()},
                                 {"seconds_since_tick", tick_age}},
-                               tick_age < 5 ? "" : "the scheduler has not run its housekeeping for " + std::to_string(int(tick_age)) + " s");
+                               tick_age < 10 ? "" : "the scheduler has not run its housekeeping for " + std::to_string(int(tick_age)) + " s");
 
   double placeable = 0, total = 0;
   for (auto state : {"idle", "working", "learning", "failed", "inactive"})
