@@ -8,12 +8,15 @@
 #include <caf/actor_system.hpp>
 #include <caf/event_based_actor.hpp>
 #include <caf/response_promise.hpp>
+#include <caf/sec.hpp>
 #include <caf/stateful_actor.hpp>
 #include <nlohmann/json.hpp>
 #include <openssl/evp.h>
+#include <spdlog/spdlog.h>
 
 #include <algorithm>
 #include <chrono>
+#include <random>
 #include <unordered_map>
 
 namespace hub::actors {
@@ -23,8 +26,10 @@ using runtime::AgentRecord;
 using runtime::TaskRecord;
 
 bool is_builtin_handler(const std::string& type) {
-  return type == "echo" || type == "sleep" || type == "fail" || type == "hash";
+  return type == "echo" || type == "sleep" || type == "fail" || type == "hash" || type == "crash";
 }
+
+std::string agent_breaker_id(const std::string& agent_id) { return "agent:" + agent_id; }
 
 std::string sha256_rounds(const std::string& data, int64_t rounds) {
   unsigned char digest[EVP_MAX_MD_SIZE];
@@ -57,15 +62,22 @@ constexpr auto kPersistEvery = std::chrono::seconds(1);
 
 struct Running {
   caf::response_promise promise;
-  std::string handler;  // a builtin handler name, or "none"
+  std::string handler;  // a builtin handler name, or the executor kind
   int64_t started_ms = 0;
   std::vector<std::string> capabilities;  // the ones this attempt exercises
+  std::shared_ptr<std::atomic<bool>> cancel = std::make_shared<std::atomic<bool>>(false);
 };
 
 struct AgentState {
   AgentRecord record;
+  AgentOptions options;
+  std::string kind;  // builtin | exec | http
   caf::actor scheduler;
   caf::actor store;
+  std::shared_ptr<runtime::CircuitBreaker> breaker;           // this agent
+  std::shared_ptr<runtime::CircuitBreaker> endpoint_breaker;  // its command or host (none for builtin)
+  std::vector<caf::actor> idle_workers;
+  std::shared_ptr<std::atomic<bool>> gone = std::make_shared<std::atomic<bool>>(false);
   std::unordered_map<std::string, Running> running;  // by task id
   bool dirty = false;
   bool persist_scheduled = false;
@@ -104,17 +116,17 @@ void learn(AgentActor* self, const std::vector<std::string>& capabilities, bool 
   r.updated_at = runtime::now_ms();
 }
 
-void record_call(const std::string& handler, const Outcome& outcome, int64_t duration_ms) {
+void record_call(const std::string& executor, const std::string& handler, const Outcome& outcome, int64_t duration_ms) {
   namespace m = runtime::metrics::names;
   auto& registry = runtime::metrics::Registry::global();
   std::string result = outcome.ok ? "ok" : outcome.error_type == "cancelled" ? "cancelled" : "error";
   registry
       .counter(m::executor_calls, "Executor calls (attempts), by executor, handler and outcome",
-               {{"executor", "builtin"}, {"handler", handler}, {"outcome", result}})
+               {{"executor", executor}, {"handler", handler}, {"outcome", result}})
       .inc();
   registry
       .histogram(m::executor_duration, "Executor call time in seconds, by executor", runtime::metrics::duration_buckets(),
-                 {{"executor", "builtin"}})
+                 {{"executor", executor}})
       .observe(double(duration_ms) / 1000.0);
 }
 
@@ -124,14 +136,25 @@ void finish(AgentActor* self, const std::string& task_id, Outcome outcome) {
   if (it == st.running.end()) return;  // cancelled or timed out meanwhile
   auto running = std::move(it->second);
   st.running.erase(it);
-  auto duration_ms = runtime::now_ms() - running.started_ms;
-  record_call(running.handler, outcome, duration_ms);
-  // A cancelled attempt says nothing about the agent's skill.
-  if (outcome.error_type != "cancelled") learn(self, running.capabilities, outcome.ok, duration_ms);
+  auto now = runtime::now_ms();
+  auto duration_ms = now - running.started_ms;
+  record_call(st.kind, running.handler, outcome, duration_ms);
+  if (outcome.error_type == "cancelled") {
+    // A cancelled attempt says nothing about the agent's skill or health.
+    st.breaker->abandon();
+    if (st.endpoint_breaker) st.endpoint_breaker->abandon();
+  } else {
+    learn(self, running.capabilities, outcome.ok, duration_ms);
+    // What the task itself asked for (a builtin "fail", an HTTP 4xx) is not ill health.
+    bool healthy = outcome.ok || outcome.error_type == "failed" || !outcome.retryable;
+    st.breaker->record(healthy, duration_ms, now);
+    if (st.endpoint_breaker) st.endpoint_breaker->record(healthy, duration_ms, now);
+  }
   refresh_state(self);
   running.promise.deliver(std::move(outcome));
   schedule_persist(self);
   report(self);
+  if (st.record.deleted && st.running.empty()) self->quit();
 }
 
 Outcome failure(std::string type, std::string message, bool retryable = true) {
@@ -146,6 +169,21 @@ Outcome failure(std::string type, std::string message, bool retryable = true) {
 // later through a timer.
 bool run_builtin(AgentActor* self, const TaskRecord& task, Outcome& out) {
   auto payload = json::parse(task.payload_json, nullptr, false);
+  if (task.type == "crash") {
+    if (!self->state.options.fault_injection) {
+      out = failure("failed", "the crash handler needs [agents] fault_injection = true", false);
+      return true;
+    }
+    double p = payload.is_object() && payload.contains("probability") && payload["probability"].is_number()
+                   ? payload["probability"].get<double>()
+                   : 1.0;
+    thread_local std::mt19937 rng{std::random_device{}()};
+    if (std::uniform_real_distribution<double>(0, 1)(rng) < p)
+      throw std::runtime_error("fault injection: agent " + self->state.record.id + " crashed on task " + task.id);
+    out.ok = true;
+    out.result_json = R"({"survived":true})";
+    return true;
+  }
   if (task.type == "echo") {
     out.ok = true;
     out.result_json = task.payload_json.empty() ? "null" : task.payload_json;
@@ -177,31 +215,134 @@ bool run_builtin(AgentActor* self, const TaskRecord& task, Outcome& out) {
   return false;
 }
 
-caf::behavior agent_actor(AgentActor* self, AgentRecord record, caf::actor scheduler, caf::actor store) {
+void cancel_attempt(AgentActor* self, const std::string& task_id) {
+  auto it = self->state.running.find(task_id);
+  if (it == self->state.running.end()) return;
+  it->second.cancel->store(true);  // the worker kills the process group / drops the request
+  finish(self, task_id, failure("cancelled", "cancelled", false));
+}
+
+// The task as an executor sees it: on stdin (exec) or as the request body (http).
+std::string executor_input(const TaskRecord& t) {
+  json required = json::array();
+  for (const auto& c : t.required_capabilities) required.push_back({{"name", c.name}, {"minimum_proficiency", c.minimum_proficiency}});
+  auto payload = json::parse(t.payload_json, nullptr, false);
+  return json{{"id", t.id},
+              {"type", t.type},
+              {"title", t.title},
+              {"description", t.description},
+              {"priority", t.priority},
+              {"attempt", t.attempts},
+              {"required_capabilities", required},
+              {"payload", payload.is_discarded() ? json() : payload}}
+      .dump(-1, ' ', false, json::error_handler_t::replace);
+}
+
+void run_in_worker(AgentActor* self, const TaskRecord& task, std::shared_ptr<std::atomic<bool>> cancel) {
+  auto& st = self->state;
+  caf::actor worker;
+  if (!st.idle_workers.empty()) {
+    worker = std::move(st.idle_workers.back());
+    st.idle_workers.pop_back();
+  } else {
+    worker = spawn_executor_worker(self->system(), st.options.executors, caf::actor_cast<caf::actor>(self));
+  }
+  ExecutorCall call;
+  call.executor_json = st.record.executor_json;
+  call.task_json = executor_input(task);
+  call.cancel = std::move(cancel);
+  call.owner_gone = st.gone;
+  auto task_id = task.id;
+  self->request(worker, caf::infinite, run_atom::value, std::move(call))
+      .then(
+          [=](Outcome& outcome) {
+            auto& st = self->state;
+            if (int(st.idle_workers.size()) < st.record.max_concurrent_tasks) st.idle_workers.push_back(worker);
+            else self->send_exit(worker, caf::exit_reason::user_shutdown);
+            finish(self, task_id, std::move(outcome));
+          },
+          [=](caf::error& err) {
+            finish(self, task_id, failure("crashed", "the executor worker stopped: " + self->system().render(err), true));
+          });
+}
+
+// After a restart: the learned proficiencies and counters are the store's.
+void adopt_stored(AgentActor* self, const AgentRecord& stored) {
+  auto& r = self->state.record;
+  for (auto& cap : r.capabilities)
+    for (const auto& s : stored.capabilities)
+      if (s.name == cap.name) cap.proficiency = s.proficiency;
+  r.tasks_completed = std::max(r.tasks_completed, stored.tasks_completed);
+  r.tasks_failed = std::max(r.tasks_failed, stored.tasks_failed);
+  r.avg_duration_ms = stored.avg_duration_ms;
+  if (stored.state == "inactive") r.state = "inactive";
+  report(self);
+}
+
+caf::error log_exception(caf::scheduled_actor* self, std::exception_ptr& ep) {
+  try {
+    std::rethrow_exception(ep);
+  } catch (const std::exception& e) {
+    spdlog::error("agent actor {} crashed: {}", self->id(), e.what());
+    return caf::make_error(caf::sec::runtime_error, std::string("agent crashed: ") + e.what());
+  } catch (...) {
+    spdlog::error("agent actor {} crashed (unknown exception)", self->id());
+    return caf::make_error(caf::sec::runtime_error, "agent crashed");
+  }
+}
+
+caf::behavior agent_actor(AgentActor* self, AgentRecord record, caf::actor scheduler, caf::actor store,
+                          AgentOptions options, bool restarted) {
   auto& st = self->state;
   st.record = std::move(record);
   st.scheduler = std::move(scheduler);
   st.store = std::move(store);
+  st.options = std::move(options);
+  st.kind = executor_kind(st.record.executor_json);
+  auto& breakers = runtime::BreakerRegistry::global();
+  st.breaker = breakers.get(agent_breaker_id(st.record.id), "agent", st.record.name, st.options.breaker);
+  if (auto endpoint = executor_endpoint(st.record.executor_json); !endpoint.empty())
+    st.endpoint_breaker = breakers.get(endpoint, "endpoint", endpoint, st.options.breaker);
+  self->set_exception_handler(log_exception);
+  self->attach_functor([gone = st.gone](const caf::error&) { gone->store(true); });
   refresh_state(self);
+  if (restarted)
+    self->request(st.store, std::chrono::seconds(10), runtime::load_agent_atom::value, st.record.id)
+        .then([=](AgentRecord& stored) { adopt_stored(self, stored); },
+              [=](caf::error& err) { spdlog::warn("agent {}: restarted without its stored state: {}", self->state.record.id, self->system().render(err)); });
   return {
       [=](execute_atom, const TaskRecord& task) -> caf::result<Outcome> {
         auto& st = self->state;
+        auto now = runtime::now_ms();
+        bool agent_ok = st.breaker->allow(now);
+        bool endpoint_ok = agent_ok && (!st.endpoint_breaker || st.endpoint_breaker->allow(now));
+        if (!endpoint_ok) {
+          if (agent_ok) st.breaker->abandon();
+          auto o = failure("breaker_open", std::string("the circuit breaker of ") +
+                                               (agent_ok ? st.endpoint_breaker->id() : st.breaker->id()) + " is open", true);
+          o.not_attempted = true;
+          return o;
+        }
         Running running;
         running.promise = self->make_response_promise();
-        running.started_ms = runtime::now_ms();
-        running.handler = is_builtin_handler(task.type) ? task.type : "none";
+        running.started_ms = now;
+        running.handler = st.kind != "builtin" ? st.kind : is_builtin_handler(task.type) ? task.type : "none";
         for (const auto& c : task.required_capabilities) running.capabilities.push_back(c.name);
         running.capabilities.push_back(task.type);
+        auto cancel = running.cancel;
         st.running[task.id] = std::move(running);
         refresh_state(self);
+        if (st.kind != "builtin") {
+          run_in_worker(self, task, cancel);
+          return caf::delegated<Outcome>{};
+        }
         Outcome out;
         if (is_builtin_handler(task.type)) {
           if (run_builtin(self, task, out)) finish(self, task.id, std::move(out));
         } else {
-          // Executors exec/http/neural arrive with issues #5 and #8.
           finish(self, task.id,
-                 failure("no_executor", "no executor for task type \"" + task.type +
-                                            "\": builtin handlers are echo, sleep, fail, hash",
+                 failure("no_executor", "no builtin handler for task type \"" + task.type +
+                                            "\" (echo, sleep, fail, hash); give the agent an exec or http executor",
                          false));
         }
         return caf::delegated<Outcome>{};
@@ -212,7 +353,7 @@ caf::behavior agent_actor(AgentActor* self, AgentRecord record, caf::actor sched
         out.result_json = json{{"slept_ms", ms}}.dump();
         finish(self, task_id, std::move(out));
       },
-      [=](cancel_atom, const std::string& task_id) { finish(self, task_id, failure("cancelled", "cancelled", false)); },
+      [=](cancel_atom, const std::string& task_id) { cancel_attempt(self, task_id); },
       [=](pause_atom) {
         self->state.record.state = "inactive";
         schedule_persist(self);
@@ -253,11 +394,13 @@ caf::behavior agent_actor(AgentActor* self, AgentRecord record, caf::actor sched
                        if (self->state.running.empty()) self->quit();
                      },
                      [=](cancel_atom, const std::string& task_id) {
-                       finish(self, task_id, failure("cancelled", "cancelled", false));
+                       cancel_attempt(self, task_id);
                        if (self->state.running.empty()) self->quit();
                      },
                      [=](execute_atom, const TaskRecord&) -> Outcome {
-                       return failure("crashed", "the agent was deleted", true);
+                       auto o = failure("crashed", "the agent was deleted", true);
+                       o.not_attempted = true;
+                       return o;
                      });
       },
   };
@@ -265,8 +408,9 @@ caf::behavior agent_actor(AgentActor* self, AgentRecord record, caf::actor sched
 
 }  // namespace
 
-caf::actor spawn_agent(caf::actor_system& system, AgentRecord record, caf::actor scheduler, caf::actor store) {
-  return system.spawn(agent_actor, std::move(record), std::move(scheduler), std::move(store));
+caf::actor spawn_agent(caf::actor_system& system, AgentRecord record, caf::actor scheduler, caf::actor store,
+                       const AgentOptions& options, bool restarted) {
+  return system.spawn(agent_actor, std::move(record), std::move(scheduler), std::move(store), options, restarted);
 }
 
 }  // namespace hub::actors

@@ -2,7 +2,9 @@
 
 #include "actors/agent.hpp"
 #include "actors/task.hpp"
+#include "actors/supervisor.hpp"
 #include "actors/task_protocol.hpp"
+#include "runtime/breaker.hpp"
 #include "runtime/clock.hpp"
 #include "runtime/metrics.hpp"
 #include "runtime/store/store_actor.hpp"
@@ -11,6 +13,7 @@
 #include <caf/event_based_actor.hpp>
 #include <caf/response_promise.hpp>
 #include <caf/sec.hpp>
+#include <caf/send.hpp>
 #include <caf/stateful_actor.hpp>
 #include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
@@ -50,6 +53,8 @@ struct AgentEntry {
   caf::actor handle;
   AgentRecord record;
   int reserved = 0;  // slots taken by assigned attempts
+  std::shared_ptr<runtime::CircuitBreaker> breaker;           // the agent's
+  std::shared_ptr<runtime::CircuitBreaker> endpoint_breaker;  // its executor endpoint's, if any
 };
 
 struct SchedulerState {
@@ -69,14 +74,17 @@ struct SchedulerState {
   std::array<int64_t, 60> done_per_second{};  // ring of finished tasks, by second
   std::array<int64_t, 60> done_second{};
   std::map<std::string, int64_t> finished_by_status;
+  int64_t task_restarts = 0;
+  int64_t placement_now_ms = 0;  // one clock read per dispatch
   static inline const char* name = "scheduler";
 };
 
 using SchedulerActor = caf::stateful_actor<SchedulerState>;
 
-bool placeable(const AgentEntry& a) {
+bool placeable(const AgentEntry& a, int64_t now_ms) {
   const auto& s = a.record.state;
-  return !a.record.deleted && s != "inactive" && s != "failed" && a.reserved < a.record.max_concurrent_tasks;
+  return !a.record.deleted && s != "inactive" && s != "failed" && a.reserved < a.record.max_concurrent_tasks &&
+         a.breaker->admits(now_ms) && (!a.endpoint_breaker || a.endpoint_breaker->admits(now_ms));
 }
 
 bool could_ever_run(SchedulerState& st, const QueuedTask& t) {
@@ -87,25 +95,31 @@ bool could_ever_run(SchedulerState& st, const QueuedTask& t) {
 
 AgentEntry* best_agent(SchedulerState& st, const QueuedTask& t) {
   AgentEntry* best = nullptr;
+  AgentEntry* avoided = nullptr;  // the agent of the last failed attempt: only if nothing else fits
   double best_score = -1;
   for (auto& [id, a] : st.agents) {
-    if (!placeable(a)) continue;
+    if (!placeable(a, st.placement_now_ms)) continue;
+    if (!t.avoid_agent.empty() && id == t.avoid_agent) {
+      if (fitness(a.record, t.required) >= 0) avoided = &a;
+      continue;
+    }
     double fit = fitness(a.record, t.required);
     if (fit < 0) continue;
     double free_share = 1.0 - double(a.reserved) / double(std::max(1, a.record.max_concurrent_tasks));
     double score = 0.7 * fit + 0.3 * free_share;
     if (score > best_score) best_score = score, best = &a;
   }
-  return best;
+  return best ? best : avoided;
 }
 
 void dispatch(SchedulerActor* self) {
   auto& st = self->state;
   if (st.draining) return;
+  st.placement_now_ms = runtime::now_ms();
   for (auto& queue : st.queues) {
     size_t scanned = 0;
     for (auto it = queue.begin(); it != queue.end() && st.running < st.options.max_concurrent_tasks;) {
-      if (!st.live.count(it->id)) {
+      if (auto live = st.live.find(it->id); live == st.live.end() || live->second != it->task) {
         it = queue.erase(it);
         continue;
       }
@@ -159,11 +173,33 @@ void release(SchedulerActor* self, const std::string& task_id) {
   }
 }
 
+// Starts an agent actor and hands it to the agent supervisor, with how to start it again.
+caf::actor start_agent(SchedulerActor* self, const AgentRecord& record, bool restarted) {
+  auto& st = self->state;
+  auto* system = &self->system();
+  auto me = caf::actor_cast<caf::actor>(self);
+  auto handle = spawn_agent(*system, record, me, st.store, st.options.agent_options, restarted);
+  if (st.options.agent_supervisor) {
+    ChildSpec spec{record.id, "agent",
+                   [system, record, me, store = st.store, options = st.options.agent_options] {
+                     return spawn_agent(*system, record, me, store, options, true);
+                   },
+                   false};
+    self->send(st.options.agent_supervisor, adopt_atom::value, std::move(spec), handle);
+  }
+  return handle;
+}
+
 void add_agent(SchedulerActor* self, AgentRecord record) {
   auto& st = self->state;
-  auto handle = spawn_agent(self->system(), record, caf::actor_cast<caf::actor>(self), st.store);
+  auto handle = start_agent(self, record, false);
   auto id = record.id;
-  st.agents[id] = AgentEntry{handle, std::move(record), 0};
+  auto& breakers = runtime::BreakerRegistry::global();
+  AgentEntry entry{handle, std::move(record), 0, nullptr, nullptr};
+  entry.breaker = breakers.get(agent_breaker_id(id), "agent", entry.record.name, st.options.agent_options.breaker);
+  if (auto endpoint = executor_endpoint(entry.record.executor_json); !endpoint.empty())
+    entry.endpoint_breaker = breakers.get(endpoint, "endpoint", endpoint, st.options.agent_options.breaker);
+  st.agents[id] = std::move(entry);
 }
 
 AgentRecord live_view(const AgentEntry& a) {
@@ -197,6 +233,58 @@ void spawn_tasks(SchedulerActor* self, std::vector<TaskRecord>& records) {
     }
     st.live[id] = spawn_task(self->system(), r, caf::actor_cast<caf::actor>(self), st.store);
   }
+}
+
+// An attempt interrupted by a crash (of the node or of the task actor) counts as an attempt:
+// the task is pending again, or failed when it has no attempts left. Returns the event.
+runtime::TaskEvent recover_interrupted(TaskRecord& t, int64_t now, const std::string& why, const std::string& event_reason) {
+  auto from = t.status;
+  t.assigned_agent.clear();
+  t.updated_at = now;
+  if (t.attempts >= t.max_attempts) {
+    t.status = "failed";
+    t.error_type = "crashed";
+    t.error_message = why + " during the last attempt";
+    t.completed_at = now;
+  } else {
+    t.status = "pending";
+  }
+  return {t.id, from, t.status, now, t.attempts, event_reason};
+}
+
+// The scheduler is the tasks' supervisor: a task actor that crashed starts again from
+// its stored record (one_for_one, no intensity limit: each task restarts on its own).
+void restart_task(SchedulerActor* self, const std::string& id) {
+  self->request(self->state.store, std::chrono::seconds(10), runtime::load_task_atom::value, id)
+      .then(
+          [=](TaskRecord& r) {
+            auto& st = self->state;
+            if (runtime::is_terminal(r.status)) {
+              self->send(self, finished_atom::value, r.id, r.status);
+              return;
+            }
+            runtime::WriteBatch batch;
+            if (r.status != "pending") {
+              batch.events.push_back(recover_interrupted(r, runtime::now_ms(), "the task actor crashed", "task actor restarted during attempt"));
+              batch.task_updates.push_back(r);
+            }
+            auto record = std::make_shared<TaskRecord>(std::move(r));
+            self->request(st.store, caf::infinite, runtime::persist_atom::value, std::move(batch))
+                .then(
+                    [=](bool) {
+                      std::vector<TaskRecord> one{*record};
+                      if (runtime::is_terminal(record->status)) {
+                        self->send(self, finished_atom::value, record->id, record->status);
+                        return;
+                      }
+                      spawn_tasks(self, one);
+                    },
+                    [=](caf::error&) { self->delayed_send(self, std::chrono::seconds(1), task_crashed_atom::value, id, caf::actor_addr{}, std::string("retry")); });
+          },
+          [=](caf::error& err) {
+            spdlog::error("scheduler: cannot reload crashed task {} (again in 1 s): {}", id, self->system().render(err));
+            self->delayed_send(self, std::chrono::seconds(1), task_crashed_atom::value, id, caf::actor_addr{}, std::string("retry"));
+          });
 }
 
 void count_finished(SchedulerState& st, const std::string& status) {
@@ -268,6 +356,12 @@ void update_gauges(SchedulerActor* self) {
   registry.gauge(m::actors, "Live actors, by kind", {{"kind", "task"}}).set(double(st.live.size()));
   registry.gauge(m::actors, "Live actors, by kind", {{"kind", "scheduler"}}).set(1);
   registry.gauge(m::actors, "Live actors, by kind", {{"kind", "store"}}).set(1);
+  std::map<std::pair<std::string, std::string>, int> breakers;
+  for (const auto& b : runtime::BreakerRegistry::global().list(runtime::now_ms())) breakers[{b.kind, b.state}] += 1;
+  for (const char* kind : {"agent", "endpoint", "store"})
+    for (const char* state : {"closed", "open", "half_open"})
+      registry.gauge(m::breakers_open, "Circuit breakers, by kind and state", {{"kind", kind}, {"state", state}})
+          .set(breakers[{kind, state}]);
   registry.gauge(m::scheduler_last_tick, "Unix time of the scheduler's last housekeeping tick (it runs every second)")
       .set(double(runtime::now_ms()) / 1000.0);
 }
@@ -301,20 +395,8 @@ caf::behavior scheduler_actor(SchedulerActor* self, SchedulerOptions options, ca
         auto now = runtime::now_ms();
         for (auto& t : tasks) {
           if (t.status == "pending") continue;
-          // An attempt interrupted by the restart counts as an attempt and is retried.
-          auto from = t.status;
-          t.assigned_agent.clear();
-          t.updated_at = now;
-          if (t.attempts >= t.max_attempts) {
-            t.status = "failed";
-            t.error_type = "crashed";
-            t.error_message = "the node stopped during the last attempt";
-            t.completed_at = now;
-          } else {
-            t.status = "pending";
-          }
+          batch.events.push_back(recover_interrupted(t, now, "the node stopped", "node restarted during attempt"));
           batch.tasks.push_back(t);
-          batch.events.push_back({t.id, from, t.status, now, t.attempts, "node restarted during attempt"});
         }
         self->request(self->state.store, caf::infinite, runtime::persist_atom::value, std::move(batch))
             .then(
@@ -357,7 +439,7 @@ caf::behavior scheduler_actor(SchedulerActor* self, SchedulerOptions options, ca
           }
           r.node = st.options.node;
           // Known at once, so no second write: no agent could run this task now.
-          if (!could_ever_run(st, QueuedTask{{}, r.id, 0, r.required_capabilities})) {
+          if (!could_ever_run(st, QueuedTask{{}, r.id, 0, r.required_capabilities, {}})) {
             r.error_type = "no_matching_agent";
             r.error_message = kNoMatchingAgentMessage;
           }
@@ -494,6 +576,7 @@ caf::behavior scheduler_actor(SchedulerActor* self, SchedulerOptions options, ca
         if (it == st.agents.end()) return refusal("not_found", "no agent " + id);
         auto view = live_view(it->second);
         view.deleted = true;
+        runtime::BreakerRegistry::global().remove(agent_breaker_id(id));
         self->send(it->second.handle, delete_atom::value);
         st.retiring.push_back(it->second.handle);
         st.agents.erase(it);
@@ -516,6 +599,61 @@ caf::behavior scheduler_actor(SchedulerActor* self, SchedulerOptions options, ca
         return live_view(it->second);
       },
       [=](status_atom) { return status_json(self); },
+      [=](kill_agent_atom, const std::string& id) -> caf::result<bool> {
+        auto it = self->state.agents.find(id);
+        if (it == self->state.agents.end()) return refusal("not_found", "no agent " + id);
+        self->send_exit(it->second.handle, caf::exit_reason::kill);
+        return true;
+      },
+      [=](task_crashed_atom, const std::string& id, const caf::actor_addr& addr, const std::string& reason) {
+        auto& st = self->state;
+        auto it = st.live.find(id);
+        if (it == st.live.end()) return;
+        if (addr && it->second.address() != addr) return;  // an older incarnation
+        if (addr) {
+          spdlog::warn("scheduler: task actor {} crashed ({}); restarting it from the store", id, reason);
+          st.task_restarts += 1;
+          runtime::metrics::Registry::global()
+              .counter(runtime::metrics::names::supervisor_restarts, "Children restarted by a supervisor, by supervisor and kind",
+                       {{"supervisor", "tasks"}, {"kind", "task"}})
+              .inc();
+          release(self, id);
+        }
+        restart_task(self, id);
+      },
+      [=](restarted_atom, const std::string& kind, const std::string& id, caf::actor& handle) {
+        auto& st = self->state;
+        // Attempts on a crashed agent end now (not at their timeout) and are placed again.
+        auto interrupt = [&](const std::string& agent_id) {
+          for (const auto& [task_id, on] : st.assigned_to)
+            if (on == agent_id)
+              if (auto t = st.live.find(task_id); t != st.live.end()) self->send(t->second, agent_down_atom::value, agent_id);
+        };
+        if (kind == "agent") {
+          if (auto it = st.agents.find(id); it != st.agents.end()) it->second.handle = std::move(handle);
+          interrupt(id);
+          return;
+        }
+        if (kind == "supervisor" && id == "agents") {
+          // The agent supervisor gave up and was started again: every agent starts again under it.
+          st.options.agent_supervisor = std::move(handle);
+          self->send(st.options.agent_supervisor, listen_atom::value, caf::actor_cast<caf::actor>(self));
+          for (auto& [agent_id, entry] : st.agents) {
+            entry.handle = start_agent(self, entry.record, true);
+            interrupt(agent_id);
+          }
+          dispatch(self);
+        }
+      },
+      [=](tree_atom) {
+        auto& st = self->state;
+        return json{{"name", "tasks"},
+                    {"strategy", "one_for_one"},
+                    {"restarts", st.task_restarts},
+                    {"note", "each crashed task actor restarts from its stored record; children are not listed"},
+                    {"children_count", st.live.size()}}
+            .dump();
+      },
       [=](tick_atom) {
         update_gauges(self);
         // High priority: the tick jumps a deep mailbox, so a busy scheduler still reports in.
@@ -536,6 +674,24 @@ caf::behavior scheduler_actor(SchedulerActor* self, SchedulerOptions options, ca
 
 caf::actor spawn_scheduler(caf::actor_system& system, SchedulerOptions options, caf::actor store) {
   return system.spawn(scheduler_actor, std::move(options), std::move(store));
+}
+
+NodeActors spawn_node_actors(caf::actor_system& system, SchedulerOptions options, const SupervisionOptions& supervision,
+                             caf::actor store) {
+  NodeActors node;
+  node.root = spawn_supervisor(system, {"root", "one_for_one", supervision.max_restarts, supervision.period_ms});
+  SupervisorOptions agents{"agents", supervision.agent_strategy, supervision.max_restarts, supervision.period_ms};
+  node.agents = spawn_supervisor(system, agents);
+  options.agent_supervisor = node.agents;
+  node.scheduler = spawn_scheduler(system, std::move(options), std::move(store));
+  auto* sys = &system;
+  caf::anon_send(node.root, adopt_atom::value,
+                 ChildSpec{"agents", "supervisor", [sys, agents] { return spawn_supervisor(*sys, agents); }, true}, node.agents);
+  // The scheduler holds every live task: it cannot start again without the node; its crash escalates.
+  caf::anon_send(node.root, adopt_atom::value, ChildSpec{"tasks", "scheduler", {}, true}, node.scheduler);
+  caf::anon_send(node.root, listen_atom::value, node.scheduler);
+  caf::anon_send(node.agents, listen_atom::value, node.scheduler);
+  return node;
 }
 
 }  // namespace hub::actors

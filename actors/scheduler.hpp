@@ -2,12 +2,16 @@
 // best agent (DESIGN.md §3: every required capability at its minimum proficiency, not
 // failed or paused, a free slot; scored by fitness and load), per-priority FIFO queues
 // (critical > high > medium > low), a node-wide limit of running tasks, and a bound on
-// live tasks (backpressure). Spawns and tracks task and agent actors.
+// live tasks (backpressure). Spawns and tracks task and agent actors (the agent supervisor
+// watches the agents; the scheduler itself restarts crashed task actors). Routes around
+// agents whose circuit breaker (or whose endpoint's) is open.
 // Protocol: actors/task_protocol.hpp.
 #pragma once
 
+#include "actors/agent.hpp"
 #include "runtime/domain.hpp"
 
+#include <caf/actor.hpp>
 #include <caf/fwd.hpp>
 
 #include <string>
@@ -22,7 +26,26 @@ struct SchedulerOptions {
   int max_agents = 1000;
   int default_agent_concurrency = 4;
   std::vector<std::string> default_pool;  // "type:capability:count", created on first boot
+  AgentOptions agent_options;              // executors, breakers, fault injection
+  caf::actor agent_supervisor;             // supervises the agent actors the scheduler starts
 };
+
+struct SupervisionOptions {
+  std::string agent_strategy = "one_for_one";
+  int max_restarts = 10;
+  int64_t period_ms = 60000;
+};
+
+// The node's supervision tree: root (one_for_one) -> "agents" (the agent supervisor, by
+// `supervision`), "tasks" (the scheduler: it restarts a crashed task actor from its stored
+// record; its own crash escalates). Stopping `root` stops all of it.
+struct NodeActors {
+  caf::actor root;
+  caf::actor agents;
+  caf::actor scheduler;
+};
+NodeActors spawn_node_actors(caf::actor_system& system, SchedulerOptions options, const SupervisionOptions& supervision,
+                             caf::actor store);
 
 caf::actor spawn_scheduler(caf::actor_system& system, SchedulerOptions options, caf::actor store);
 

@@ -7,6 +7,8 @@
 
 #include <caf/actor_system.hpp>
 #include <caf/event_based_actor.hpp>
+#include <caf/exit_reason.hpp>
+#include <caf/send.hpp>
 #include <caf/response_promise.hpp>
 #include <caf/sec.hpp>
 #include <caf/stateful_actor.hpp>
@@ -39,6 +41,7 @@ struct TaskState {
   uint64_t attempt_epoch = 0;  // outcomes of an earlier attempt are ignored
   bool cancelling = false;
   uint64_t next_write = 0;
+  std::string avoid_agent;  // the agent of the last failed attempt
   // Writes the store refused, with what waits on them, to be sent again.
   std::map<uint64_t, std::pair<runtime::WriteBatch, std::function<void()>>> refused;
   std::vector<caf::response_promise> waiters;         // wait: true once terminal
@@ -93,7 +96,8 @@ void save(TaskActor* self) {
 
 QueuedTask as_queued(TaskActor* self) {
   const auto& r = self->state.record;
-  return QueuedTask{caf::actor_cast<caf::actor>(self), r.id, runtime::priority_rank(r.priority), r.required_capabilities};
+  return QueuedTask{caf::actor_cast<caf::actor>(self), r.id, runtime::priority_rank(r.priority), r.required_capabilities,
+                    self->state.avoid_agent};
 }
 
 void release_agent(TaskActor* self) {
@@ -105,7 +109,7 @@ void release_agent(TaskActor* self) {
 
 // Task types are chosen by clients; beyond the builtin handlers they share one label.
 std::string type_label(const std::string& type) {
-  return type == "echo" || type == "sleep" || type == "fail" || type == "hash" ? type : "other";
+  return type == "echo" || type == "sleep" || type == "fail" || type == "hash" || type == "crash" ? type : "other";
 }
 
 void record_finish(const TaskRecord& r) {
@@ -136,8 +140,18 @@ void finish_actor(TaskActor* self) {
 
 void end_attempt(TaskActor* self, Outcome outcome) {
   auto& st = self->state;
+  auto agent_id = st.record.assigned_agent;
   release_agent(self);
   ++st.attempt_epoch;
+  if (outcome.not_attempted && !st.cancelling) {
+    // Refused before it ran (an open breaker): not an attempt; placed again, elsewhere.
+    st.record.attempts = std::max(0, st.record.attempts - 1);
+    st.avoid_agent = agent_id;
+    transition(self, "pending", outcome.error_type + ": " + outcome.error_message + "; placed again", [=] {
+      self->delayed_send(self, std::chrono::milliseconds(50), retry_timer_atom::value, self->state.attempt_epoch);
+    });
+    return;
+  }
   if (outcome.ok) {
     st.record.result_json = outcome.result_json;
     st.record.error_type.clear();
@@ -159,6 +173,9 @@ void end_attempt(TaskActor* self, Outcome outcome) {
   }
   thread_local std::mt19937 rng{std::random_device{}()};
   auto delay = retry_backoff_ms(st.record.attempts, std::uniform_real_distribution<double>(0, 1)(rng));
+  // The far side said when to come back (429/503 Retry-After): that wins over the backoff.
+  if (outcome.retry_after_ms > 0) delay = std::min<int64_t>(outcome.retry_after_ms, 3600 * 1000);
+  st.avoid_agent = agent_id;
   auto reason = outcome.error_type + ": " + outcome.error_message + "; retry in " + std::to_string(delay) + " ms";
   transition(self, "pending", reason, [=] {
     self->delayed_send(self, std::chrono::milliseconds(delay), retry_timer_atom::value, self->state.attempt_epoch);
@@ -196,6 +213,11 @@ caf::behavior task_actor(TaskActor* self, TaskRecord record, caf::actor schedule
   st.record = std::move(record);
   st.scheduler = std::move(scheduler);
   st.store = std::move(store);
+  // A crash (an exception) is reported to the scheduler, which restarts the task from the store.
+  self->attach_functor([scheduler = st.scheduler, id = st.record.id, addr = self->address()](const caf::error& reason) {
+    if (reason && reason != caf::exit_reason::normal)
+      caf::anon_send(scheduler, task_crashed_atom::value, id, addr, caf::to_string(reason));
+  });
   self->send(st.scheduler, ready_atom::value, as_queued(self));
   return {
       [=](assign_atom, caf::actor agent, const std::string& agent_id) {
@@ -224,6 +246,14 @@ caf::behavior task_actor(TaskActor* self, TaskRecord record, caf::actor schedule
           return;
         }
         save(self);
+      },
+      [=](agent_down_atom, const std::string& agent_id) {
+        auto& st = self->state;
+        if (!st.agent || st.record.assigned_agent != agent_id) return;
+        Outcome o;
+        o.error_type = "crashed";
+        o.error_message = "agent " + agent_id + " crashed during the attempt (its supervisor restarted it)";
+        end_attempt(self, std::move(o));
       },
       [=](retry_timer_atom, uint64_t epoch) {
         auto& st = self->state;

@@ -12,10 +12,14 @@
 //   (delete_atom, id) / (pause_atom, id) / (resume_atom, id) -> AgentRecord
 //   (status_atom)                            -> string (JSON of the scheduler's view)
 //   (drain_atom)                             -> bool             stop placing; true when idle
+//   (kill_agent_atom, id)                    -> bool             kill the agent's actor (chaos drills: its supervisor restarts it)
 // scheduler -> task:   (assign_atom, agent, agent_id), (cancel_atom) -> TaskRecord, (wait_atom) -> bool,
 //                      (no_match_atom, bool)  no agent could ever run it (true) / now one could (false)
-// task -> scheduler:   (ready_atom, QueuedTask), (released_atom, task_id), (finished_atom, id, status)
+//                      (agent_down_atom, agent_id)  the agent of its attempt crashed (its supervisor restarted it)
+// task -> scheduler:   (ready_atom, QueuedTask), (released_atom, task_id), (finished_atom, id, status),
+//                      (task_crashed_atom, id, actor_addr, reason)  the task actor died abnormally
 // task -> agent:       (execute_atom, TaskRecord) -> Outcome;   (cancel_atom, task_id)
+// agent -> executor worker: (run_atom, ExecutorCall) -> Outcome  (actors/executor.hpp)
 // agent -> scheduler:  (agent_update_atom, AgentRecord)
 #pragma once
 
@@ -54,6 +58,10 @@ using sleep_done_atom = caf::atom_constant<caf::atom("sleep_done")>;
 using no_match_atom = caf::atom_constant<caf::atom("no_match")>;
 using boot_atom = caf::atom_constant<caf::atom("boot")>;
 using persist_tick_atom = caf::atom_constant<caf::atom("pers_tick")>;
+using run_atom = caf::atom_constant<caf::atom("run")>;
+using task_crashed_atom = caf::atom_constant<caf::atom("task_crash")>;
+using kill_agent_atom = caf::atom_constant<caf::atom("kill_agent")>;
+using agent_down_atom = caf::atom_constant<caf::atom("agent_down")>;
 
 // A task as the scheduler's queues see it: enough to place it, nothing more.
 struct QueuedTask {
@@ -61,6 +69,7 @@ struct QueuedTask {
   std::string id;
   int32_t priority_rank = 2;
   std::vector<runtime::RequiredCapability> required;
+  std::string avoid_agent;  // the agent whose attempt just failed: another one, if any fits
 };
 
 struct SubmitReply {
@@ -75,11 +84,13 @@ struct Outcome {
   std::string error_type;   // timeout|exit_code|http_status|connection|crashed|breaker_open|cancelled|failed
   std::string error_message;
   bool retryable = true;
+  int64_t retry_after_ms = 0;  // the far side asked to wait this long (Retry-After)
+  bool not_attempted = false;  // refused before it ran (breaker_open): the attempt does not count
 };
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, QueuedTask& x) {
-  return f(caf::meta::type_name("queued_task"), x.task, x.id, x.priority_rank, x.required);
+  return f(caf::meta::type_name("queued_task"), x.task, x.id, x.priority_rank, x.required, x.avoid_agent);
 }
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, SubmitReply& x) {
@@ -87,7 +98,8 @@ typename Inspector::result_type inspect(Inspector& f, SubmitReply& x) {
 }
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, Outcome& x) {
-  return f(caf::meta::type_name("outcome"), x.ok, x.result_json, x.error_type, x.error_message, x.retryable);
+  return f(caf::meta::type_name("outcome"), x.ok, x.result_json, x.error_type, x.error_message, x.retryable,
+           x.retry_after_ms, x.not_attempted);
 }
 
 // Refusals travel as caf::error(sec::runtime_error, "<code>|<message>"), with codes

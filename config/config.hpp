@@ -41,6 +41,13 @@ struct PerformanceConfig {
   int64_t memory_limit_mb = 0;  // 0: no limit
   int circuit_breaker_failure_threshold = 5;
   int circuit_breaker_recovery_timeout_ms = 30000;
+  bool circuit_breakers_enabled = true;
+  double circuit_breaker_failure_rate_threshold = 0.5;
+  int circuit_breaker_minimum_calls = 20;
+  int circuit_breaker_window_size = 50;
+  int circuit_breaker_slow_call_ms = 0;  // 0: slow calls are not failures
+  int circuit_breaker_half_open_max_calls = 3;
+  int circuit_breaker_max_recovery_timeout_ms = 300000;
   bool performance_optimization_enabled = true;
 };
 
@@ -81,6 +88,20 @@ struct AgentsConfig {
   // Each entry "type:capability:count", e.g. "worker:general:4".
   std::vector<std::string> default_pool = {"worker:general:4"};
   int default_max_concurrent_tasks = 4;
+  // [agents.exec]: commands an exec agent may run (exact paths); empty: exec is disabled.
+  std::vector<std::string> exec_allowed_commands;
+  int64_t exec_max_output_bytes = 1 << 20;
+  // [agents.http]: hosts ("host" or "host:port") an http agent may call; empty: http is disabled.
+  std::vector<std::string> http_allowed_hosts;
+  int64_t http_max_response_bytes = 8 << 20;
+  // Builtin "crash" task type: the agent throws (chaos testing only).
+  bool fault_injection = false;
+};
+
+struct SupervisionConfig {
+  std::string strategy = "one_for_one";  // for agents: one_for_one | rest_for_one
+  int max_restarts = 10;                  // restart intensity: at most this many...
+  int restart_period_seconds = 60;        // ...within this period, else escalate
 };
 
 struct TasksConfig {
@@ -106,6 +127,7 @@ struct Config {
   AgentsConfig agents;
   TasksConfig tasks;
   ClusterConfig cluster;
+  SupervisionConfig supervision;
 
   // Resolved at load time: the number of actor scheduler threads (`cpu_cores`, "auto" = all).
   int scheduler_threads() const;

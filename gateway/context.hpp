@@ -23,6 +23,7 @@ struct Context {
   std::atomic<bool> attached{false};
   std::atomic<bool> draining{false};
   caf::actor scheduler;             // written once, before attached is set
+  caf::actor supervisor_root;       // idem
   runtime::Store* store = nullptr;  // idem
 };
 
@@ -38,5 +39,6 @@ void add_auth_routes(Router& router, Context& ctx);
 // What a route needs from the caller; nullopt: open to everyone.
 std::optional<Permission> permission_for(const std::string& method, const std::string& route, const config::Config& cfg);
 void add_api_routes(Router& router, Context& ctx);
+void add_resilience_routes(Router& router, Context& ctx);
 
 }  // namespace hub::gateway

@@ -129,6 +129,7 @@ Gateway::Gateway(GatewayDeps deps) : impl_(std::make_unique<Impl>(std::move(deps
   add_auth_routes(impl_->router, impl_->ctx);
   add_api_routes(impl_->router, impl_->ctx);
   add_monitoring_routes(impl_->router, impl_->ctx);
+  add_resilience_routes(impl_->router, impl_->ctx);
 
   auto& server = impl_->server;
   const auto& cfg = *impl_->ctx.deps.config;
@@ -207,7 +208,9 @@ void Gateway::serve() {
   impl_->thread = std::thread([this] { impl_->server.listen_after_bind(); });
 }
 
-void Gateway::attach(caf::actor_system& system, caf::actor scheduler, caf::actor store_actor, runtime::Store* store) {
+void Gateway::attach(caf::actor_system& system, caf::actor scheduler, caf::actor store_actor, runtime::Store* store,
+                     caf::actor supervisor_root) {
+  impl_->ctx.supervisor_root = std::move(supervisor_root);
   impl_->ctx.deps.system = &system;
   impl_->ctx.store_actor = std::move(store_actor);
   impl_->ctx.security.attach(store);
@@ -236,6 +239,7 @@ bool Gateway::stop(int deadline_ms) {
     // (a detached actor's thread waits until no handle to it is left).
     impl_->ctx.attached = false;
     impl_->ctx.scheduler = nullptr;
+    impl_->ctx.supervisor_root = nullptr;
     impl_->ctx.store_actor = nullptr;
     return true;
   }

@@ -38,7 +38,8 @@ class Gateway {
   void serve();
   // Connects the API to the actors and store once they are up; until then /readyz is 503
   // and the API answers 503.
-  void attach(caf::actor_system& system, caf::actor scheduler, caf::actor store_actor, runtime::Store* store);
+  void attach(caf::actor_system& system, caf::actor scheduler, caf::actor store_actor, runtime::Store* store,
+              caf::actor supervisor_root);
   void set_ready(bool ready);
   // Stops accepting, lets in-flight requests finish within `deadline_ms`; false if the
   // deadline passed first.

@@ -192,7 +192,8 @@ std::variant<TaskRecord, ApiError> task_from_json(const json& body, const TaskDe
   return t;
 }
 
-std::variant<AgentRecord, ApiError> agent_from_json(const json& body, int default_concurrency) {
+std::variant<AgentRecord, ApiError> agent_from_json(const json& body, int default_concurrency,
+                                                    const actors::ExecutorPolicy& executors) {
   static const std::set<std::string> allowed{"name", "type", "agent_type", "specialization", "capabilities",
                                              "max_concurrent_tasks", "executor"};
   static const std::set<std::string> types{"worker", "coordinator", "specialist", "learner"};
@@ -252,16 +253,9 @@ std::variant<AgentRecord, ApiError> agent_from_json(const json& body, int defaul
   if (auto e = integer_field(body, "max_concurrent_tasks", 1, 10000, concurrency)) return *e;
   a.max_concurrent_tasks = int32_t(concurrency);
   if (body.contains("executor") && !body["executor"].is_null()) {
-    const auto& ex = body["executor"];
-    if (!ex.is_object() || !ex.contains("kind") || !ex["kind"].is_string())
-      return ApiError::bad_request("executor", "\"executor\" must be an object with a \"kind\"");
-    auto kind = ex["kind"].get<std::string>();
-    if (kind != "builtin")
-      return ApiError::bad_request("executor.kind", "executor kind \"" + kind +
-                                                        "\" is not available: this node runs \"builtin\" executors "
-                                                        "(exec and http arrive with issue #5, neural with #8)");
-    if (auto e = unknown_fields(ex, {"kind"}, "executor.")) return *e;
-    a.executor_json = ex.dump();
+    auto text = body["executor"].dump(-1, ' ', false, json::error_handler_t::replace);
+    if (auto p = actors::check_executor(text, executors)) return ApiError::bad_request(p->field, p->message);
+    a.executor_json = text;
   }
   return a;
 }

@@ -3,6 +3,7 @@
 // its field name and the rule). Pure functions, no I/O.
 #pragma once
 
+#include "actors/executor.hpp"
 #include "gateway/api.hpp"
 #include "runtime/domain.hpp"
 
@@ -23,7 +24,8 @@ json agent_view(const runtime::AgentRecord& agent);
 // when the body has no key of its own.
 std::variant<runtime::TaskRecord, ApiError> task_from_json(const json& body, const TaskDefaults& defaults,
                                                            const std::string& idempotency_header = "");
-std::variant<runtime::AgentRecord, ApiError> agent_from_json(const json& body, int default_concurrency);
+std::variant<runtime::AgentRecord, ApiError> agent_from_json(const json& body, int default_concurrency,
+                                                             const actors::ExecutorPolicy& executors = {});
 
 // limit/offset and friends from the query string.
 std::optional<ApiError> read_paging(const std::multimap<std::string, std::string>& params, int& limit, int& offset);

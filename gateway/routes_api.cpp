@@ -259,7 +259,8 @@ void post_agent(Context& ctx, Call& call) {
   if (!serving(ctx, call)) return;
   json body;
   if (auto e = parse_json_body(call, body)) return send_error(call, *e);
-  auto parsed = agent_from_json(body, ctx.deps.config->agents.default_max_concurrent_tasks);
+  auto parsed = agent_from_json(body, ctx.deps.config->agents.default_max_concurrent_tasks,
+                                actors::executor_policy(ctx.deps.config->agents));
   if (auto* e = std::get_if<ApiError>(&parsed)) return send_error(call, *e);
   auto answer = ask<AgentRecord>(ctx, create_atom::value, std::get<AgentRecord>(parsed));
   if (failed(call, answer)) return;

@@ -115,5 +115,9 @@ inline constexpr const char* store_errors = "ai_orchestrator_store_errors_total"
 inline constexpr const char* store_read_duration = "ai_orchestrator_store_read_duration_seconds";
 inline constexpr const char* actors = "ai_orchestrator_actors";
 inline constexpr const char* alerts_active = "ai_orchestrator_alerts_active";
+inline constexpr const char* breaker_transitions = "ai_orchestrator_circuit_breaker_transitions_total";
+inline constexpr const char* breaker_rejected = "ai_orchestrator_circuit_breaker_rejected_calls_total";
+inline constexpr const char* breakers_open = "ai_orchestrator_circuit_breakers";
+inline constexpr const char* supervisor_restarts = "ai_orchestrator_supervisor_restarts_total";
 inline constexpr const char* scheduler_last_tick = "ai_orchestrator_scheduler_last_tick_seconds";
 }  // namespace hub::runtime::metrics::names

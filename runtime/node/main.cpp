@@ -7,6 +7,7 @@
 #include "gateway/gateway.hpp"
 #include "gateway/security.hpp"
 #include "runtime/actor_runtime.hpp"
+#include "runtime/breaker.hpp"
 #include "runtime/clock.hpp"
 #include "runtime/logging.hpp"
 #include "runtime/store/store.hpp"
@@ -15,7 +16,9 @@
 #include "runtime/version.hpp"
 
 #include <CLI/CLI.hpp>
+#include <caf/actor_cast.hpp>
 #include <caf/actor_system.hpp>
+#include <caf/exit_reason.hpp>
 #include <caf/scoped_actor.hpp>
 #include <spdlog/spdlog.h>
 
@@ -145,7 +148,7 @@ int add_user(const config::LoadResult& loaded, const std::string& name, const st
 struct Shutdown {
   std::mutex mutex;
   std::condition_variable cv;
-  int signal = 0;
+  int signal = 0;  // -1: the root supervisor gave up (escalation): stop and exit 1
 };
 
 void wait_for_signals(Shutdown* shutdown) {
@@ -224,7 +227,8 @@ int run_node(const config::LoadResult& loaded) {
   spdlog::info("http: listening on {}:{} ({} workers); not ready until recovery ends", cfg.server.host, cfg.server.port,
                cfg.server.workers);
 
-  auto store_actor = runtime::spawn_store_actor(system, store);
+  auto breakers = runtime::breaker_policy(cfg.performance);
+  auto store_actor = runtime::spawn_store_actor(system, store, breakers);
   actors::SchedulerOptions options;
   options.node = name;
   options.max_concurrent_tasks = cfg.tasks.max_concurrent_tasks;
@@ -232,7 +236,20 @@ int run_node(const config::LoadResult& loaded) {
   options.max_agents = cfg.agents.max_agents;
   options.default_agent_concurrency = cfg.agents.default_max_concurrent_tasks;
   options.default_pool = cfg.agents.default_pool;
-  auto scheduler = actors::spawn_scheduler(system, options, store_actor);
+  options.agent_options = {actors::executor_policy(cfg.agents), breakers, cfg.agents.fault_injection};
+  actors::SupervisionOptions supervision{cfg.supervision.strategy, cfg.supervision.max_restarts,
+                                         int64_t(cfg.supervision.restart_period_seconds) * 1000};
+  auto node_actors = actors::spawn_node_actors(system, options, supervision, store_actor);
+  auto scheduler = node_actors.scheduler;
+  // The root supervisor gives up only when the node cannot go on (its scheduler crashed, or
+  // restarts kept failing): stop in order and exit 1, so the service manager restarts it.
+  caf::actor_cast<caf::abstract_actor*>(node_actors.root)->attach_functor([&shutdown](const caf::error& reason) {
+    if (!reason || reason == caf::exit_reason::user_shutdown) return;
+    spdlog::critical("supervision: the root supervisor stopped ({}); shutting the node down", caf::to_string(reason));
+    std::lock_guard<std::mutex> lock(shutdown.mutex);
+    if (shutdown.signal == 0) shutdown.signal = -1;
+    shutdown.cv.notify_all();
+  });
 
   auto agents = store.agents();
   auto tasks = store.unfinished_tasks();
@@ -247,11 +264,11 @@ int run_node(const config::LoadResult& loaded) {
   }
   if (!booted) {
     gw->stop(0);
-    caf::anon_send_exit(scheduler, caf::exit_reason::user_shutdown);
+    caf::anon_send_exit(node_actors.root, caf::exit_reason::user_shutdown);
     caf::anon_send_exit(store_actor, caf::exit_reason::user_shutdown);
     return 1;
   }
-  gw->attach(system, scheduler, store_actor, &store);
+  gw->attach(system, scheduler, store_actor, &store, node_actors.root);
   gw->set_ready(true);
   spdlog::info("ready in {} ms: http://{}:{}/health", runtime::now_ms() - started_ms, cfg.server.host, cfg.server.port);
 
@@ -266,7 +283,8 @@ int run_node(const config::LoadResult& loaded) {
     return int(std::max<int64_t>(
         0, std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now()).count()));
   };
-  spdlog::info("{}: shutting down (readiness now 503, deadline {} ms)", strsignal(sig), cfg.server.shutdown_timeout_ms);
+  spdlog::info("{}: shutting down (readiness now 503, deadline {} ms)", sig > 0 ? strsignal(sig) : "escalation",
+               cfg.server.shutdown_timeout_ms);
   gw->set_ready(false);
   bool http_done = gw->stop(left_ms());
   spdlog::info("http: {}", http_done ? "stopped accepting; in-flight requests finished" : "deadline passed with requests in flight");
@@ -280,17 +298,18 @@ int run_node(const config::LoadResult& loaded) {
         .receive([&](bool) { spdlog::info("store: flushed"); },
                  [&](caf::error& err) { spdlog::error("store: flush failed: {}", system.render(err)); });
   }
-  caf::anon_send_exit(scheduler, caf::exit_reason::user_shutdown);
+  caf::anon_send_exit(node_actors.root, caf::exit_reason::user_shutdown);
   caf::anon_send_exit(store_actor, caf::exit_reason::user_shutdown);
+  int code = sig < 0 ? 1 : 0;
   if (!http_done) {
     spdlog::info("stopped (exit without waiting for stuck HTTP requests)");
     spdlog::default_logger()->flush();
-    std::quick_exit(0);
+    std::quick_exit(code);
   }
   system.await_all_actors_done();
   spdlog::info("stopped");
   spdlog::default_logger()->flush();
-  return 0;
+  return code;
 }
 
 }  // namespace

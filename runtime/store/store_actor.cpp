@@ -1,5 +1,7 @@
 #include "runtime/store/store_actor.hpp"
 
+#include "runtime/breaker.hpp"
+#include "runtime/clock.hpp"
 #include "runtime/metrics.hpp"
 #include "runtime/store/store.hpp"
 
@@ -18,6 +20,7 @@ constexpr size_t kMaxBatchRows = 2048;
 
 struct StoreActorState {
   Store* store = nullptr;
+  std::shared_ptr<CircuitBreaker> breaker;
   WriteBatch pending;
   std::vector<caf::response_promise> waiting;
   static inline const char* name = "store";
@@ -44,7 +47,18 @@ void commit(StoreActor* self) {
   auto& registry = metrics::Registry::global();
   auto started = std::chrono::steady_clock::now();
   auto rows = st.pending.size();
+  if (!st.breaker->allow(now_ms())) {
+    // A database that keeps failing is not hammered: refuse at once; senders retry later.
+    auto waiting = std::move(st.waiting);
+    st.waiting.clear();
+    st.pending = WriteBatch{};
+    auto snap = st.breaker->snapshot(now_ms());
+    for (auto& rp : waiting)
+      rp.deliver(caf::make_error(caf::sec::runtime_error, "store: circuit breaker open (" + snap.last_reason + ")"));
+    return;
+  }
   auto error = st.store->write(st.pending);
+  st.breaker->record(!error, 0, now_ms());
   registry.histogram(m::store_commit_duration, "Store transaction (group commit) time in seconds",
                      metrics::latency_buckets())
       .observe(std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
@@ -61,8 +75,9 @@ void commit(StoreActor* self) {
   for (auto& rp : waiting) rp.deliver(true);
 }
 
-caf::behavior store_actor(StoreActor* self, Store* store) {
+caf::behavior store_actor(StoreActor* self, Store* store, BreakerPolicy policy) {
   self->state.store = store;
+  self->state.breaker = BreakerRegistry::global().get("store", "store", store->backend(), policy);
   return {
       [=](persist_atom, WriteBatch& batch) -> caf::result<bool> {
         auto& st = self->state;
@@ -78,13 +93,46 @@ caf::behavior store_actor(StoreActor* self, Store* store) {
         commit(self);
         return true;
       },
+      [=](load_agent_atom, const std::string& id) -> caf::result<AgentRecord> {
+        commit(self);  // a batch held back for more company is written first (and read back)
+        try {
+          for (auto& a : self->state.store->agents())
+            if (a.id == id) return a;
+          return caf::make_error(caf::sec::runtime_error, "not_found|no agent " + id);
+        } catch (const std::exception& e) {
+          return caf::make_error(caf::sec::runtime_error, std::string("unavailable|") + e.what());
+        }
+      },
+      [=](load_task_atom, const std::string& id) -> caf::result<TaskRecord> {
+        commit(self);
+        try {
+          if (auto t = self->state.store->task(id)) return *t;
+          return caf::make_error(caf::sec::runtime_error, "not_found|no task " + id);
+        } catch (const std::exception& e) {
+          return caf::make_error(caf::sec::runtime_error, std::string("unavailable|") + e.what());
+        }
+      },
   };
 }
 
 }  // namespace
 
+// The store's breaker recovers fast: a database back after an outage is used within seconds.
+static BreakerPolicy store_policy(BreakerPolicy p) {
+  p.recovery_timeout_ms = std::min<int64_t>(p.recovery_timeout_ms, 1000);
+  p.max_recovery_timeout_ms = std::min<int64_t>(p.max_recovery_timeout_ms, 10000);
+  p.half_open_max_calls = 1;
+  p.slow_call_ms = 0;
+  p.minimum_calls = 1 << 30;  // consecutive failures only: a write either works or the database is gone
+  return p;
+}
+
 caf::actor spawn_store_actor(caf::actor_system& system, Store& store) {
-  return system.spawn<caf::detached>(store_actor, &store);
+  return spawn_store_actor(system, store, BreakerPolicy{});
+}
+
+caf::actor spawn_store_actor(caf::actor_system& system, Store& store, const BreakerPolicy& breaker) {
+  return system.spawn<caf::detached>(store_actor, &store, store_policy(breaker));
 }
 
 }  // namespace hub::runtime

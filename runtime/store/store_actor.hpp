@@ -5,6 +5,10 @@
 //
 //   (persist_atom, WriteBatch) -> bool     durable, or error(sec::runtime_error, reason)
 //   (flush_atom)               -> bool     everything received so far is durable
+//   (load_agent_atom, id)      -> AgentRecord   as stored (a restarted agent reloads itself)
+//   (load_task_atom, id)       -> TaskRecord    as stored (a restarted task actor reloads itself)
+// Every call is guarded by the store's circuit breaker: while it is open, writes are refused
+// at once (no waiting on a dead database) and the refusal says so.
 #pragma once
 
 #include <caf/atom.hpp>
@@ -16,8 +20,13 @@ class Store;
 
 using persist_atom = caf::atom_constant<caf::atom("persist")>;
 using flush_atom = caf::atom_constant<caf::atom("flush")>;
+using load_agent_atom = caf::atom_constant<caf::atom("load_agent")>;
+using load_task_atom = caf::atom_constant<caf::atom("load_task")>;
+
+struct BreakerPolicy;
 
 // `store` must outlive the actor.
 caf::actor spawn_store_actor(caf::actor_system& system, Store& store);
+caf::actor spawn_store_actor(caf::actor_system& system, Store& store, const BreakerPolicy& breaker);
 
 }  // namespace hub::runtime

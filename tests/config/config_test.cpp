@@ -95,8 +95,23 @@ BOOST_AUTO_TEST_CASE(syntax_errors_are_one_line) {
 BOOST_AUTO_TEST_CASE(keys_of_later_issues_are_accepted_with_a_warning) {
   auto r = load_text("[neural]\nmode = \"advanced\"\n[performance]\ncircuit_breaker_failure_threshold = 3\n");
   BOOST_TEST(r.ok());
-  BOOST_TEST(r.warnings.size() == 2u);
+  BOOST_TEST(r.warnings.size() == 1u);  // the breaker key is live since issue #5
   BOOST_TEST(r.warnings[0].find("no effect yet") != std::string::npos);
+  BOOST_TEST(r.config.performance.circuit_breaker_failure_threshold == 3);
+}
+
+BOOST_AUTO_TEST_CASE(executor_allow_lists_and_supervision_are_read_from_nested_sections) {
+  auto r = load_text(
+      "[agents.exec]\nallowed_commands = [\"/usr/bin/python3\"]\n[agents.http]\nallowed_hosts = [\"127.0.0.1:8000\"]\n"
+      "[supervision]\nstrategy = \"rest_for_one\"\nmax_restarts = 3\n");
+  BOOST_TEST(r.ok());
+  BOOST_TEST(r.config.agents.exec_allowed_commands.at(0) == "/usr/bin/python3");
+  BOOST_TEST(r.config.agents.http_allowed_hosts.at(0) == "127.0.0.1:8000");
+  BOOST_TEST(r.config.supervision.strategy == "rest_for_one");
+  BOOST_TEST(r.config.supervision.max_restarts == 3);
+  auto bad = load_text("[agents.exec]\nallowed_commands = [\"python3\"]\n[supervision]\nstrategy = \"all_for_one\"\n");
+  BOOST_TEST(bad.problems.size() == 2u);
+  BOOST_TEST(bad.problems[0].find("absolute") != std::string::npos);
 }
 
 BOOST_AUTO_TEST_CASE(environment_overrides_with_double_underscores_and_aliases) {

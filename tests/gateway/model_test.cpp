@@ -82,6 +82,39 @@ BOOST_AUTO_TEST_CASE(specialist_alias_sets_specialization_and_capability) {
   BOOST_TEST(a.max_concurrent_tasks == 4);
 }
 
+BOOST_AUTO_TEST_CASE(executors_are_checked_against_the_allow_lists) {
+  hub::actors::ExecutorPolicy none, allowed;
+  allowed.allowed_commands = {"/usr/bin/python3"};
+  allowed.allowed_hosts = {"127.0.0.1:8000", "models.internal"};
+  auto message_of = [](const json& body, const hub::actors::ExecutorPolicy& p) {
+    auto r = agent_from_json(body, 4, p);
+    auto* e = std::get_if<ApiError>(&r);
+    return e ? e->field + ": " + e->message : std::string("ok");
+  };
+  json exec = {{"name", "a"}, {"type", "worker"}, {"executor", {{"kind", "exec"}, {"command", {"/usr/bin/python3", "score.py"}}}}};
+  BOOST_TEST(message_of(exec, none).find("exec executors are disabled") != std::string::npos);
+  BOOST_TEST(message_of(exec, allowed) == "ok");
+  exec["executor"]["command"][0] = "/bin/sh";
+  BOOST_TEST(message_of(exec, allowed).find("executor.command: \"/bin/sh\" is not in [agents.exec] allowed_commands") == 0);
+  exec["executor"] = {{"kind", "exec"}, {"command", {"/usr/bin/python3"}}, {"env", {{"BAD-NAME", "1"}}}};
+  BOOST_TEST(message_of(exec, allowed).rfind("executor.env", 0) == 0);
+  exec["executor"] = {{"kind", "exec"}, {"command", {"/usr/bin/python3"}}, {"timeout_ms", 0}};
+  BOOST_TEST(message_of(exec, allowed).rfind("executor.timeout_ms", 0) == 0);
+  json http = {{"name", "a"}, {"type", "worker"}, {"executor", {{"kind", "http"}, {"url", "http://127.0.0.1:8000/v1/chat/completions"}}}};
+  BOOST_TEST(message_of(http, none).find("http executors are disabled") != std::string::npos);
+  BOOST_TEST(message_of(http, allowed) == "ok");
+  http["executor"]["url"] = "https://models.internal/v1";
+  BOOST_TEST(message_of(http, allowed) == "ok");
+  http["executor"]["url"] = "http://127.0.0.1:9999/";
+  BOOST_TEST(message_of(http, allowed).find("not in [agents.http] allowed_hosts") != std::string::npos);
+  http["executor"]["url"] = "ftp://x";
+  BOOST_TEST(message_of(http, allowed).rfind("executor.url", 0) == 0);
+  http["executor"] = {{"kind", "http"}, {"url", "http://127.0.0.1:8000/"}, {"method", "GET"}};
+  BOOST_TEST(message_of(http, allowed).rfind("executor.method", 0) == 0);
+  http["executor"] = {{"kind", "http"}, {"url", "http://127.0.0.1:8000/"}, {"retries", 3}};
+  BOOST_TEST(message_of(http, allowed).rfind("executor.retries", 0) == 0);
+}
+
 BOOST_AUTO_TEST_CASE(every_agent_field_is_validated) {
   BOOST_TEST(agent_field_of({{"type", "worker"}}) == "name");
   BOOST_TEST(agent_field_of({{"name", "a/b"}, {"type", "worker"}}) == "name");
@@ -96,7 +129,8 @@ BOOST_AUTO_TEST_CASE(every_agent_field_is_validated) {
   BOOST_TEST(agent_field_of({{"name", "a"}, {"type", "worker"}, {"capabilities", {{{"name", "x"}, {"learning_rate", -1}}}}}) ==
              "capabilities[0].learning_rate");
   BOOST_TEST(agent_field_of({{"name", "a"}, {"type", "worker"}, {"max_concurrent_tasks", 0}}) == "max_concurrent_tasks");
-  BOOST_TEST(agent_field_of({{"name", "a"}, {"type", "worker"}, {"executor", {{"kind", "exec"}}}}) == "executor.kind");
+  BOOST_TEST(agent_field_of({{"name", "a"}, {"type", "worker"}, {"executor", {{"kind", "exec"}}}}) == "executor.command");
+  BOOST_TEST(agent_field_of({{"name", "a"}, {"type", "worker"}, {"executor", {{"kind", "magic"}}}}) == "executor.kind");
   BOOST_TEST(agent_field_of({{"name", "a"}, {"type", "worker"}, {"executor", "builtin"}}) == "executor");
   BOOST_TEST(agent_field_of({{"name", "a"}, {"type", "worker"}, {"extra", 1}}) == "extra");
 }
