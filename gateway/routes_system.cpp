@@ -1,5 +1,6 @@
 // /health, /livez, /readyz: open, cheap, and honest about what is and is not working.
 #include "gateway/context.hpp"
+#include "runtime/breaker.hpp"
 #include "runtime/clock.hpp"
 #include "runtime/metrics.hpp"
 #include "runtime/process_stats.hpp"
@@ -84,7 +85,22 @@ json components(Context& ctx) {
                               open ? "no credentials configured: the API is open to anyone (development only)" : "");
   out["cluster"] = component("disabled", {{"nodes", 1}}, "single node: clustering arrives with issue #6");
   out["neural"] = component("disabled", {{"workers", 0}}, "neural workers arrive with issue #8");
-  out["breakers"] = component("disabled", {{"open", 0}}, "circuit breakers arrive with issue #5");
+  int open_breakers = 0, half_open = 0, breakers = 0;
+  std::string open_ids;
+  for (const auto& b : runtime::BreakerRegistry::global().list(runtime::now_ms())) {
+    ++breakers;
+    half_open += b.state == "half_open";
+    if (b.state != "open") continue;
+    if (++open_breakers <= 5) open_ids += (open_ids.empty() ? "" : ", ") + b.id;
+  }
+  if (!cfg.performance.circuit_breakers_enabled)
+    out["breakers"] = component("disabled", {{"total", breakers}}, "[performance] circuit_breakers_enabled = false");
+  else
+    out["breakers"] = component(open_breakers ? "degraded" : "healthy",
+                                {{"total", breakers}, {"open", open_breakers}, {"half_open", half_open}},
+                                open_breakers ? std::to_string(open_breakers) + " open: " + open_ids +
+                                                    (open_breakers > 5 ? ", ..." : "") + " (GET /api/breakers)"
+                                              : "");
   return out;
 }
 

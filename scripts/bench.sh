@@ -2,7 +2,7 @@
 # Benchmarks: a table on stdout and one JSON line per figure (prefixed "BENCH ").
 #   scripts/bench.sh [FIGURE...]     default: all of them
 # Figures: caf_request_response tasks_inproc tasks_http tasks_http_batch pending_memory restart_recovery
-#          metrics_scrape auth_overhead
+#          metrics_scrape auth_overhead breaker_overhead (BENCH_BREAKER_TASKS, default 50000, x3 rounds each way)
 # Scale with BENCH_TASKS (tasks_inproc, default 200000), BENCH_PENDING (default 1000000),
 # BENCH_RECOVERY (default 1000000), BENCH_SECONDS (wrk duration, default 10).
 set -uo pipefail
@@ -151,8 +151,17 @@ run_auth() {
   figure auth_overhead "$(printf %.2f "$(jq -r .ratio <<<"$r")")" "on/off" ">= 0.90 ($(jq -r .auth_on.rps <<<"$r") vs $(jq -r .auth_off.rps <<<"$r") req/s)" "$r"
 }
 
+run_breakers() {
+  local n=${BENCH_BREAKER_TASKS:-50000} r
+  mkdir -p "$T/breakers"
+  r=$($B breaker_overhead "$n" "$T/breakers" 2>/dev/null | tail -1)
+  r=$(jq -c '. + {target_ratio: 0.95}' <<<"$r")
+  figure breaker_overhead "$(printf %.3f "$(jqv "$r" .ratio)")" "on/off" \
+    ">= 0.95 ($(printf %.0f "$(jqv "$r" .tasks_per_second_breakers_on)") vs $(printf %.0f "$(jqv "$r" .tasks_per_second_breakers_off)") tasks/s)" "$r"
+}
+
 want=("$@")
-[ ${#want[@]} -eq 0 ] && want=(caf_request_response tasks_inproc tasks_http pending_memory restart_recovery metrics_scrape auth_overhead)
+[ ${#want[@]} -eq 0 ] && want=(caf_request_response tasks_inproc tasks_http pending_memory restart_recovery metrics_scrape auth_overhead breaker_overhead)
 for f in "${want[@]}"; do
   case "$f" in
     caf_request_response) run_caf ;;
@@ -162,6 +171,7 @@ for f in "${want[@]}"; do
     restart_recovery) run_recovery ;;
     metrics_scrape) run_scrape ;;
     auth_overhead) run_auth ;;
+    breaker_overhead) run_breakers ;;
     *) echo "bench: unknown figure $f" ;;
   esac
 done

@@ -4,6 +4,7 @@
 //   hub_bench bare_http PORT         a bare cpp-httplib server answering a constant JSON body
 //   hub_bench pending N DB_DIR       N pending tasks no agent matches: RSS per task
 //   hub_bench seed N DB_DIR          writes N finished + pending tasks into a store (for restart_recovery)
+//   hub_bench breaker_overhead N DB_DIR   the inproc workload with circuit breakers on, then off (3 rounds each)
 #include "actors/scheduler.hpp"
 #include "actors/task_protocol.hpp"
 #include "runtime/actor_runtime.hpp"
@@ -18,7 +19,9 @@
 #include <httplib.h>
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <chrono>
+#include <filesystem>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/socket.h>
@@ -52,7 +55,7 @@ struct Hub {
   caf::actor_system system;
   caf::actor store_actor, scheduler;
 
-  Hub(const std::string& dir, int threads, std::vector<std::string> pool, int live)
+  Hub(const std::string& dir, int threads, std::vector<std::string> pool, int live, bool breakers = true)
       : store(runtime::open_store({"sqlite://" + dir + "/hive.db", 30000, std::getenv("BENCH_SYNC_NORMAL") == nullptr}).store),
         cfg(threads, "stealing"),
         system(cfg) {
@@ -63,6 +66,7 @@ struct Hub {
     options.max_live_tasks = live;
     options.max_concurrent_tasks = 256;
     options.default_agent_concurrency = 32;
+    options.agent_options.breaker.enabled = breakers;
     scheduler = actors::spawn_scheduler(system, options, store_actor);
     caf::scoped_actor self{system};
     self->request(scheduler, caf::infinite, actors::boot_atom::value, store->agents(), store->unfinished_tasks(), true)
@@ -95,6 +99,41 @@ struct Hub {
     }
   }
 };
+
+// Runs n echo tasks to completion; returns tasks per second.
+double run_inproc(Hub& hub, int n) {
+  auto start = Clock::now();
+  std::thread submitter([&] { hub.submit_all(n, ""); });
+  int64_t done = 0;
+  while (done < n) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    done = hub.status()["finished_since_start"].value("completed", int64_t(0));
+  }
+  double secs = seconds_since(start);
+  submitter.join();
+  return n / secs;
+}
+
+int breaker_overhead(int n, const std::string& dir) {
+  int threads = int(std::max(1u, std::thread::hardware_concurrency()));
+  std::vector<double> on, off;
+  for (int round = 0; round < 3; ++round) {
+    for (bool breakers : {true, false}) {
+      auto where = dir + "/" + (breakers ? "on" : "off") + std::to_string(round);
+      std::filesystem::create_directories(where);
+      Hub hub(where, threads, {"worker:general:8"}, 1'000'000, breakers);
+      (breakers ? on : off).push_back(run_inproc(hub, n));
+    }
+  }
+  std::sort(on.begin(), on.end());
+  std::sort(off.begin(), off.end());
+  double with = on[1], without = off[1];  // medians
+  std::cout << json{{"figure", "breaker_overhead"}, {"tasks", n}, {"tasks_per_second_breakers_on", with},
+                    {"tasks_per_second_breakers_off", without}, {"ratio", with / without}, {"rounds", 3}}
+                   .dump()
+            << std::endl;
+  return 0;
+}
 
 int inproc(int n, const std::string& dir) {
   Hub hub(dir, int(std::max(1u, std::thread::hardware_concurrency())), {"worker:general:8"}, 1'000'000);
@@ -212,6 +251,7 @@ int main(int argc, char** argv) {
   if (mode == "bare_http") return bare_http(n);
   if (mode == "pending") return pending(n, dir);
   if (mode == "seed") return seed(n, dir);
+  if (mode == "breaker_overhead") return breaker_overhead(n, dir);
   std::cerr << "unknown mode " << mode << "\n";
   return 2;
 }
