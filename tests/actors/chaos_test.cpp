@@ -5,6 +5,9 @@
 #include <boost/test/unit_test.hpp>
 
 #include "actors/supervisor.hpp"
+#include "runtime/breaker.hpp"
+
+#include <caf/event_based_actor.hpp>
 #include "node_fixture.hpp"
 #include "runtime/breaker.hpp"
 
@@ -408,4 +411,46 @@ BOOST_AUTO_TEST_CASE(ten_thousand_tasks_against_a_pool_with_thirty_percent_broke
   int healed_results = 0;
   for (const auto& id : more) healed_results += broken_ids.count(node.store->task(id)->assigned_agent) > 0;
   BOOST_TEST(healed_results > 0);
+}
+
+namespace {
+
+caf::behavior sleeper(caf::event_based_actor*) {
+  return {[](get_atom) { return true; }};
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(rest_for_one_restarts_the_crashed_child_and_every_child_started_after_it) {
+  runtime::HubActorConfig cfg{2, "stealing"};
+  caf::actor_system system{cfg};
+  auto sup = spawn_supervisor(system, {"drill", "rest_for_one", 10, 60000});
+  std::vector<caf::actor> first;
+  for (auto name : {"a", "b", "c"}) {
+    auto child = system.spawn(sleeper);
+    first.push_back(child);
+    caf::anon_send(sup, adopt_atom::value, ChildSpec{name, "drill", [&system] { return system.spawn(sleeper); }, false}, child);
+  }
+  caf::scoped_actor self{system};
+  auto restarts = [&] {
+    std::map<std::string, int> out;
+    self->request(sup, std::chrono::seconds(5), tree_atom::value).receive(
+        [&](std::string& text) {
+          auto tree = json::parse(text);
+          for (const auto& c : tree["children"]) out[c["id"].get<std::string>()] = c["restarts"].get<int>();
+        },
+        [&](caf::error&) {});
+    return out;
+  };
+  BOOST_TEST(restarts().size() == 3u);
+  caf::anon_send_exit(first[1], caf::exit_reason::kill);
+  std::map<std::string, int> after;
+  for (int i = 0; i < 100 && after["c"] == 0; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    after = restarts();
+  }
+  BOOST_TEST(after["a"] == 0);
+  BOOST_TEST(after["b"] == 1);
+  BOOST_TEST(after["c"] == 1);  // started after b: restarted with it
+  caf::anon_send_exit(sup, caf::exit_reason::user_shutdown);
 }
