@@ -10,6 +10,7 @@
 #include "runtime/clock.hpp"
 #include "runtime/store/store.hpp"
 #include "runtime/store/store_actor.hpp"
+#include "tests/test_database.hpp"
 
 #include <caf/actor_system.hpp>
 #include <caf/scoped_actor.hpp>
@@ -39,7 +40,7 @@ struct Node {
   explicit Node(std::vector<std::string> pool = {"worker:general:2"}, std::vector<TaskRecord> unfinished = {},
                 std::vector<AgentRecord> agents = {},
                 const std::function<void(SchedulerOptions&, SupervisionOptions&)>& configure = {}) {
-    auto opened = runtime::open_store({"sqlite://" + (dir / "hive.db").string(), 5000, false});
+    auto opened = runtime::open_store({test::fresh_database_url(dir), 5000, false});
     BOOST_REQUIRE(!opened.error);
     store = std::move(opened.store);
     if (!unfinished.empty()) BOOST_REQUIRE(!store->write({unfinished, {}, {}, {}, {}}));
