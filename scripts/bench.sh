@@ -3,6 +3,8 @@
 #   scripts/bench.sh [FIGURE...]     default: all of them
 # Figures: caf_request_response tasks_inproc tasks_http tasks_http_batch pending_memory restart_recovery
 #          metrics_scrape auth_overhead breaker_overhead (BENCH_BREAKER_TASKS, default 50000, x3 rounds each way)
+#          durable = pg_tasks_durable sqlite_tasks_durable pg_enqueue_start_latency (BENCH_DURABLE_TASKS, default
+#          50000; a throw-away PostgreSQL server, pgbench insert-only TPS beside it)
 # Scale with BENCH_TASKS (tasks_inproc, default 200000), BENCH_PENDING (default 1000000),
 # BENCH_RECOVERY (default 1000000), BENCH_SECONDS (wrk duration, default 10).
 set -uo pipefail
@@ -160,8 +162,30 @@ run_breakers() {
     ">= 0.95 ($(printf %.0f "$(jqv "$r" .tasks_per_second_breakers_on)") vs $(printf %.0f "$(jqv "$r" .tasks_per_second_breakers_off)") tasks/s)" "$r"
 }
 
+run_durable() {
+  local n=${BENCH_DURABLE_TASKS:-50000} out pgb pg pgraw lat sq sqraw r
+  out=$(tests/with_postgres.sh bash tests/bench/durable_figures.sh "$B" "$T" "$n")
+  pick() { grep "\"measure\":\"$1\"" <<<"$out" | tail -1; }
+  pgb=$(pick pgbench_insert_only); pg=$(pick pg_durable); pgraw=$(pick pg_raw_insert); lat=$(pick pg_latency)
+  sq=$(pick sqlite_durable); sqraw=$(pick sqlite_raw_insert)
+  r=$(jq -nc --argjson pg "$pg" --argjson pgb "$pgb" --argjson raw "$pgraw" \
+    '{figure:"pg_tasks_durable", tasks_per_second:$pg.tasks_per_second, pgbench_insert_only_tps:$pgb.tps,
+      ratio_to_pgbench:($pg.tasks_per_second / $pgb.tps), raw_batched_insert_rows_per_second:$raw.rows_per_second,
+      tasks:$pg.tasks, target_tasks_per_second:20000}')
+  figure pg_tasks_durable "$(printf %.0f "$(jqv "$r" .tasks_per_second)")" "tasks/s" \
+    ">= 20000 (pgbench insert-only $(printf %.0f "$(jqv "$pgb" .tps)") tps; ratio $(printf %.2f "$(jqv "$r" .ratio_to_pgbench)"))" "$r"
+  r=$(jq -nc --argjson s "$sq" --argjson raw "$sqraw" \
+    '{figure:"sqlite_tasks_durable", tasks_per_second:$s.tasks_per_second, raw_batched_insert_rows_per_second:$raw.rows_per_second,
+      ratio_to_raw:($s.tasks_per_second / $raw.rows_per_second), tasks:$s.tasks}')
+  figure sqlite_tasks_durable "$(printf %.0f "$(jqv "$r" .tasks_per_second)")" "tasks/s" \
+    "(raw batched insert $(printf %.0f "$(jqv "$sqraw" .rows_per_second)") rows/s; ratio $(printf %.2f "$(jqv "$r" .ratio_to_raw)"))" "$r"
+  r=$(jq -c '{figure:"pg_enqueue_start_latency", p50_ms, p99_ms, max_ms, rate_per_second, peak_tasks_per_second, tasks, target_p99_ms:20}' <<<"$lat")
+  figure pg_enqueue_start_p99 "$(jqv "$r" .p99_ms)" "ms" "<= 20 (p50 $(jqv "$r" .p50_ms) ms at $(jqv "$r" .rate_per_second) tasks/s = 50 % of peak)" "$r"
+}
+
 want=("$@")
-[ ${#want[@]} -eq 0 ] && want=(caf_request_response tasks_inproc tasks_http pending_memory restart_recovery metrics_scrape auth_overhead breaker_overhead)
+[ ${#want[@]} -eq 0 ] && want=(caf_request_response tasks_inproc tasks_http pending_memory restart_recovery metrics_scrape auth_overhead breaker_overhead
+                               durable)
 for f in "${want[@]}"; do
   case "$f" in
     caf_request_response) run_caf ;;
@@ -172,6 +196,7 @@ for f in "${want[@]}"; do
     metrics_scrape) run_scrape ;;
     auth_overhead) run_auth ;;
     breaker_overhead) run_breakers ;;
+    durable|pg_tasks_durable|sqlite_tasks_durable|pg_enqueue_start_latency) run_durable ;;
     *) echo "bench: unknown figure $f" ;;
   esac
 done

@@ -8,6 +8,7 @@
 
 #include <chrono>
 #include <mutex>
+#include <set>
 #include <string_view>
 #include <unordered_map>
 
@@ -93,9 +94,16 @@ struct Params {
   Params& time_or_null(int64_t ms_value) { return ms_value > 0 ? add(rfc3339(ms_value)) : add_or_null(""); }
 };
 
+// A named statement, prepared on every (re)connect of the connection that runs it.
+struct Prepared {
+  const char* name;
+  const char* sql;
+};
+
 class Connection {
  public:
-  Connection(std::string conninfo) : conninfo_(std::move(conninfo)) {}
+  Connection(std::string conninfo, std::vector<Prepared> prepared = {})
+      : conninfo_(std::move(conninfo)), prepared_(std::move(prepared)) {}
   ~Connection() {
     if (conn_) PQfinish(conn_);
   }
@@ -109,7 +117,8 @@ class Connection {
     if (conn_) PQfinish(conn_);
     conn_ = PQconnectdb(conninfo_.c_str());
     if (PQstatus(conn_) == CONNECTION_OK) {
-      PQexec(conn_, "SET client_min_messages = warning");
+      PQclear(PQexec(conn_, "SET client_min_messages = warning"));
+      ready_.clear();  // a new session: its statements are prepared again on first use
       backoff_ms_ = 0;
       return {};
     }
@@ -127,6 +136,19 @@ class Connection {
     for (size_t i = 0; i < p.values.size(); ++i) values.push_back(p.null[i] ? nullptr : p.values[i].c_str());
     return Result(PQexecParams(conn_, sql.c_str(), int(values.size()), nullptr, values.data(), nullptr, nullptr, 0));
   }
+  Result run(const char* prepared_name, const Params& p) {
+    if (!ready_.count(prepared_name)) {
+      for (const auto& s : prepared_)
+        if (std::string_view(s.name) == prepared_name) {
+          Result r(PQprepare(conn_, s.name, s.sql, 0, nullptr));
+          if (!r.ok()) return r;
+          ready_.insert(s.name);
+        }
+    }
+    std::vector<const char*> values;
+    for (size_t i = 0; i < p.values.size(); ++i) values.push_back(p.null[i] ? nullptr : p.values[i].c_str());
+    return Result(PQexecPrepared(conn_, prepared_name, int(values.size()), values.data(), nullptr, nullptr, 0));
+  }
   // Several statements, no parameters (migrations).
   Result script(const std::string& sql) { return Result(PQexec(conn_, sql.c_str())); }
   std::string error() const {
@@ -137,6 +159,8 @@ class Connection {
 
  private:
   std::string conninfo_;
+  std::vector<Prepared> prepared_;
+  std::set<std::string> ready_;  // prepared in this session
   PGconn* conn_ = nullptr;
   int64_t backoff_ms_ = 0;
   int64_t retry_at_ms_ = 0;
@@ -169,13 +193,77 @@ TaskRecord read_task(const Result& r, int i) {
   return t;
 }
 
-// Results are JSON when they parse, else stored as a JSON string.
-std::string as_jsonb(const std::string& text) {
-  if (text.empty()) return text;
-  return json::accept(text) ? text : json(text).dump();
-}
 
 }  // namespace
+
+// The writer's statements: set-based, one per table per group commit. The rows travel as
+// one JSON array parameter, unpacked by jsonb_to_recordset (no per-row round trips).
+const std::vector<Prepared> kWriterStatements = {
+    {"insert_tasks",
+     "INSERT INTO tasks(id, title, description, type, priority, required_capabilities, payload, status, attempts, "
+     "max_attempts, timeout_ms, idempotency_key, assigned_agent, node, result, error_type, error_message, created_at, "
+     "updated_at, started_at, completed_at) SELECT id, title, description, type, priority, required_capabilities, payload, "
+     "status, attempts, max_attempts, timeout_ms, idempotency_key, assigned_agent, node, result, error_type, error_message, "
+     "created_at, updated_at, started_at, completed_at FROM jsonb_to_recordset($1::jsonb) AS x(id uuid, title text, "
+     "description text, type text, priority text, required_capabilities jsonb, payload jsonb, status text, attempts int, "
+     "max_attempts int, timeout_ms bigint, idempotency_key text, assigned_agent text, node text, result jsonb, "
+     "error_type text, error_message text, created_at timestamptz, updated_at timestamptz, started_at timestamptz, "
+     "completed_at timestamptz) ON CONFLICT (id) DO UPDATE SET status = EXCLUDED.status, attempts = EXCLUDED.attempts, "
+     "assigned_agent = EXCLUDED.assigned_agent, node = EXCLUDED.node, result = EXCLUDED.result, error_type = "
+     "EXCLUDED.error_type, error_message = EXCLUDED.error_message, updated_at = EXCLUDED.updated_at, started_at = "
+     "EXCLUDED.started_at, completed_at = EXCLUDED.completed_at"},
+    {"update_tasks",
+     "UPDATE tasks t SET status = x.status, attempts = x.attempts, assigned_agent = x.assigned_agent, node = x.node, "
+     "result = x.result, error_type = x.error_type, error_message = x.error_message, updated_at = x.updated_at, "
+     "started_at = x.started_at, completed_at = x.completed_at FROM jsonb_to_recordset($1::jsonb) AS x(id uuid, "
+     "status text, attempts int, assigned_agent text, node text, result jsonb, error_type text, error_message text, "
+     "updated_at timestamptz, started_at timestamptz, completed_at timestamptz) WHERE t.id = x.id"},
+    {"insert_events",
+     "INSERT INTO task_events(task_id, from_status, to_status, at, attempt, reason) SELECT task_id, from_status, "
+     "to_status, at, attempt, reason FROM jsonb_to_recordset($1::jsonb) AS x(task_id uuid, from_status text, "
+     "to_status text, at timestamptz, attempt int, reason text)"},
+};
+
+json or_null(const std::string& v) { return v.empty() ? json() : json(v); }
+json time_or_null(int64_t ms_value) { return ms_value > 0 ? json(rfc3339(ms_value)) : json(); }
+// Results are JSON when they parse, else stored as a JSON string.
+json json_value_or_null(const std::string& text) {
+  if (text.empty()) return json();
+  auto v = json::parse(text, nullptr, false);
+  return v.is_discarded() ? json(text) : v;
+}
+
+// The mutable columns of a task, as update_tasks and insert_tasks read them.
+json task_state_row(const TaskRecord& t) {
+  return json{{"id", t.id},
+              {"status", t.status},
+              {"attempts", t.attempts},
+              {"assigned_agent", or_null(t.assigned_agent)},
+              {"node", t.node},
+              {"result", json_value_or_null(t.result_json)},
+              {"error_type", or_null(t.error_type)},
+              {"error_message", or_null(t.error_message)},
+              {"updated_at", rfc3339(t.updated_at)},
+              {"started_at", time_or_null(t.started_at)},
+              {"completed_at", time_or_null(t.completed_at)}};
+}
+
+json task_row(const TaskRecord& t) {
+  auto row = task_state_row(t);
+  row["title"] = t.title;
+  row["description"] = t.description;
+  row["type"] = t.type;
+  row["priority"] = t.priority;
+  row["required_capabilities"] = json::parse(required_json(t.required_capabilities));
+  row["payload"] = t.payload_json.empty() ? json() : json_value_or_null(t.payload_json);
+  row["max_attempts"] = t.max_attempts;
+  row["timeout_ms"] = t.timeout_ms;
+  row["idempotency_key"] = or_null(t.idempotency_key);
+  row["created_at"] = rfc3339(t.created_at);
+  return row;
+}
+
+std::string dump(const json& rows) { return rows.dump(-1, ' ', false, json::error_handler_t::replace); }
 
 struct PgStore::Impl {
   std::string conninfo;
@@ -238,7 +326,7 @@ std::optional<StoreError> PgStore::open(const std::string& url, int max_connecti
   impl_->conninfo = url + (url.find('?') == std::string::npos ? "?" : "&") + "connect_timeout=" + std::to_string(connect_timeout_s) +
                     "&application_name=ai-orchestrator-hub";
   impl_->max_connections = max_connections;
-  impl_->writer = std::make_unique<Connection>(impl_->conninfo);
+  impl_->writer = std::make_unique<Connection>(impl_->conninfo, kWriterStatements);
   impl_->auth = std::make_unique<Connection>(impl_->conninfo);
   if (auto why = impl_->writer->ensure(); !why.empty()) return StoreError{"unavailable", "PostgreSQL is not reachable: " + why};
   auto& w = *impl_->writer;
@@ -275,44 +363,32 @@ std::optional<StoreError> PgStore::write(const WriteBatch& batch) {
   };
   if (auto why = w.ensure(); !why.empty()) return fail("PostgreSQL is not reachable: " + why);
   if (!w.exec("BEGIN").ok()) return fail("PostgreSQL: " + w.error());
-  for (const auto& t : batch.tasks) {
-    Params p;
-    p.add(t.id).add(t.title).add(t.description).add(t.type).add(t.priority).add(required_json(t.required_capabilities));
-    p.add(t.payload_json.empty() ? "null" : t.payload_json).add(t.status).add(std::to_string(t.attempts));
-    p.add(std::to_string(t.max_attempts)).add(std::to_string(t.timeout_ms)).add_or_null(t.idempotency_key);
-    p.add_or_null(t.assigned_agent).add(t.node).add_or_null(as_jsonb(t.result_json)).add_or_null(t.error_type);
-    p.add_or_null(t.error_message).add(rfc3339(t.created_at)).add(rfc3339(t.updated_at)).time_or_null(t.started_at);
-    p.time_or_null(t.completed_at);
-    auto r = w.exec(
-        "INSERT INTO tasks(id, title, description, type, priority, required_capabilities, payload, status, attempts, "
-        "max_attempts, timeout_ms, idempotency_key, assigned_agent, node, result, error_type, error_message, created_at, "
-        "updated_at, started_at, completed_at) VALUES ($1, $2, $3, $4, $5, $6::jsonb, $7::jsonb, $8, $9, $10, $11, $12, "
-        "$13, $14, $15::jsonb, $16, $17, $18, $19, $20, $21) ON CONFLICT (id) DO UPDATE SET status = EXCLUDED.status, "
-        "attempts = EXCLUDED.attempts, assigned_agent = EXCLUDED.assigned_agent, node = EXCLUDED.node, result = "
-        "EXCLUDED.result, error_type = EXCLUDED.error_type, error_message = EXCLUDED.error_message, updated_at = "
-        "EXCLUDED.updated_at, started_at = EXCLUDED.started_at, completed_at = EXCLUDED.completed_at",
-        p);
-    if (!r.ok()) return fail("task " + t.id + ": " + w.error());
+  // Last record per task wins (one statement may not touch a row twice).
+  auto last_of = [](const std::vector<TaskRecord>& records) {
+    std::unordered_map<std::string_view, size_t> last;
+    for (size_t i = 0; i < records.size(); ++i) last[records[i].id] = i;
+    return last;
+  };
+  if (!batch.tasks.empty()) {
+    auto last = last_of(batch.tasks);
+    json rows = json::array();
+    for (size_t i = 0; i < batch.tasks.size(); ++i)
+      if (last[batch.tasks[i].id] == i) rows.push_back(task_row(batch.tasks[i]));
+    if (!w.run("insert_tasks", Params().add(dump(rows))).ok()) return fail("tasks: " + w.error());
   }
-  std::unordered_map<std::string_view, size_t> last;
-  for (size_t i = 0; i < batch.task_updates.size(); ++i) last[batch.task_updates[i].id] = i;
-  for (size_t i = 0; i < batch.task_updates.size(); ++i) {
-    const auto& t = batch.task_updates[i];
-    if (last[t.id] != i) continue;
-    Params p;
-    p.add(t.id).add(t.status).add(std::to_string(t.attempts)).add_or_null(t.assigned_agent).add(t.node);
-    p.add_or_null(as_jsonb(t.result_json)).add_or_null(t.error_type).add_or_null(t.error_message);
-    p.add(rfc3339(t.updated_at)).time_or_null(t.started_at).time_or_null(t.completed_at);
-    auto r = w.exec("UPDATE tasks SET status = $2, attempts = $3, assigned_agent = $4, node = $5, result = $6::jsonb, "
-                    "error_type = $7, error_message = $8, updated_at = $9, started_at = $10, completed_at = $11 WHERE id = $1",
-                    p);
-    if (!r.ok()) return fail("task " + t.id + ": " + w.error());
+  if (!batch.task_updates.empty()) {
+    auto last = last_of(batch.task_updates);
+    json rows = json::array();
+    for (size_t i = 0; i < batch.task_updates.size(); ++i)
+      if (last[batch.task_updates[i].id] == i) rows.push_back(task_state_row(batch.task_updates[i]));
+    if (!w.run("update_tasks", Params().add(dump(rows))).ok()) return fail("task updates: " + w.error());
   }
-  for (const auto& e : batch.events) {
-    Params p;
-    p.add(e.task_id).add(e.from).add(e.to).add(rfc3339(e.at)).add(std::to_string(e.attempt)).add(e.reason);
-    auto r = w.exec("INSERT INTO task_events(task_id, from_status, to_status, at, attempt, reason) VALUES ($1, $2, $3, $4, $5, $6)", p);
-    if (!r.ok()) return fail("event of " + e.task_id + ": " + w.error());
+  if (!batch.events.empty()) {
+    json rows = json::array();
+    for (const auto& e : batch.events)
+      rows.push_back({{"task_id", e.task_id}, {"from_status", e.from}, {"to_status", e.to}, {"at", rfc3339(e.at)},
+                      {"attempt", e.attempt}, {"reason", e.reason}});
+    if (!w.run("insert_events", Params().add(dump(rows))).ok()) return fail("task events: " + w.error());
   }
   for (const auto& a : batch.agents) {
     Params p;

@@ -5,6 +5,9 @@
 //   hub_bench pending N DB_DIR       N pending tasks no agent matches: RSS per task
 //   hub_bench seed N DB_DIR          writes N finished + pending tasks into a store (for restart_recovery)
 //   hub_bench breaker_overhead N DB_DIR   the inproc workload with circuit breakers on, then off (3 rounds each)
+//   hub_bench durable N DIR|URL     the inproc workload on SQLite (a dir) or PostgreSQL (a postgresql:// URL)
+//   hub_bench raw_insert N DIR|URL  N task rows written straight through the store in batches of 1000 (no actors)
+//   hub_bench latency N DIR|URL RATE   N tasks submitted one by one at RATE/s: enqueue -> start p50/p99
 #include "actors/scheduler.hpp"
 #include "actors/task_protocol.hpp"
 #include "runtime/actor_runtime.hpp"
@@ -49,6 +52,18 @@ runtime::TaskRecord echo_task(int i, const std::string& capability = "") {
   return t;
 }
 
+// A directory means SQLite in it; a postgresql:// URL means that database.
+std::unique_ptr<runtime::Store> open_bench_store(const std::string& dir_or_url) {
+  bool pg = dir_or_url.rfind("postgresql://", 0) == 0;
+  auto opened = runtime::open_store({pg ? dir_or_url : "sqlite://" + dir_or_url + "/hive.db", 30000,
+                                     std::getenv("BENCH_SYNC_NORMAL") == nullptr, 16});
+  if (opened.error) {
+    std::cerr << "hub_bench: " << opened.error->message << "\n";
+    std::exit(1);
+  }
+  return std::move(opened.store);
+}
+
 struct Hub {
   std::unique_ptr<runtime::Store> store;
   runtime::HubActorConfig cfg;
@@ -56,7 +71,7 @@ struct Hub {
   caf::actor store_actor, scheduler;
 
   Hub(const std::string& dir, int threads, std::vector<std::string> pool, int live, bool breakers = true)
-      : store(runtime::open_store({"sqlite://" + dir + "/hive.db", 30000, std::getenv("BENCH_SYNC_NORMAL") == nullptr}).store),
+      : store(open_bench_store(dir)),
         cfg(threads, "stealing"),
         system(cfg) {
     store_actor = runtime::spawn_store_actor(system, *store);
@@ -130,6 +145,58 @@ int breaker_overhead(int n, const std::string& dir) {
   double with = on[1], without = off[1];  // medians
   std::cout << json{{"figure", "breaker_overhead"}, {"tasks", n}, {"tasks_per_second_breakers_on", with},
                     {"tasks_per_second_breakers_off", without}, {"ratio", with / without}, {"rounds", 3}}
+                   .dump()
+            << std::endl;
+  return 0;
+}
+
+int durable(int n, const std::string& where) {
+  Hub hub(where, int(std::max(1u, std::thread::hardware_concurrency())), {"worker:general:8"}, 1'000'000);
+  auto tps = run_inproc(hub, n);
+  auto stats = hub.store->stats();
+  std::cout << json{{"backend", hub.store->backend()}, {"tasks", n}, {"tasks_per_second", tps}, {"commits", stats.writes},
+                    {"rows_per_commit", double(stats.rows_written) / double(std::max<int64_t>(1, stats.writes))}}
+                   .dump()
+            << std::endl;
+  return 0;
+}
+
+int raw_insert(int n, const std::string& where) {
+  auto store = open_bench_store(where);
+  auto start = Clock::now();
+  for (int i = 0; i < n; i += 1000) {
+    runtime::WriteBatch batch;
+    for (int j = i; j < std::min(n, i + 1000); ++j) batch.tasks.push_back(echo_task(j));
+    if (auto err = store->write(batch)) {
+      std::cerr << err->message << "\n";
+      return 1;
+    }
+  }
+  double secs = seconds_since(start);
+  std::cout << json{{"backend", store->backend()}, {"rows", n}, {"batch", 1000}, {"rows_per_second", n / secs}}.dump() << std::endl;
+  return 0;
+}
+
+int latency(int n, const std::string& where, double rate) {
+  Hub hub(where, int(std::max(1u, std::thread::hardware_concurrency())), {"worker:general:8"}, 1'000'000);
+  std::vector<std::string> ids;
+  caf::scoped_actor self{hub.system};
+  auto start = Clock::now();
+  for (int i = 0; i < n; ++i) {
+    std::this_thread::sleep_until(start + std::chrono::microseconds(int64_t(1e6 * i / rate)));
+    auto t = echo_task(i);
+    ids.push_back(t.id);
+    self->send(hub.scheduler, actors::submit_atom::value, std::vector<runtime::TaskRecord>{t});
+  }
+  while (hub.status()["finished_since_start"].value("completed", int64_t(0)) < n)
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  std::vector<double> waits;
+  for (const auto& id : ids)
+    if (auto t = hub.store->task(id)) waits.push_back(double(t->started_at - t->created_at));
+  std::sort(waits.begin(), waits.end());
+  auto at = [&](double q) { return waits.empty() ? 0.0 : waits[std::min(waits.size() - 1, size_t(q * double(waits.size())))]; };
+  std::cout << json{{"backend", hub.store->backend()}, {"tasks", n}, {"rate_per_second", rate}, {"p50_ms", at(0.50)},
+                    {"p99_ms", at(0.99)}, {"max_ms", waits.empty() ? 0.0 : waits.back()}}
                    .dump()
             << std::endl;
   return 0;
@@ -240,7 +307,7 @@ int seed(int n, const std::string& dir) {
 
 int main(int argc, char** argv) {
   if (argc < 3) {
-    std::cerr << "usage: hub_bench inproc|caf_rr|bare_http|pending|seed N [DIR]\n";
+    std::cerr << "usage: hub_bench inproc|caf_rr|bare_http|pending|seed|breaker_overhead|durable|raw_insert|latency N [DIR|URL] [RATE]\n";
     return 2;
   }
   std::string mode = argv[1];
@@ -252,6 +319,9 @@ int main(int argc, char** argv) {
   if (mode == "pending") return pending(n, dir);
   if (mode == "seed") return seed(n, dir);
   if (mode == "breaker_overhead") return breaker_overhead(n, dir);
+  if (mode == "durable") return durable(n, dir);
+  if (mode == "raw_insert") return raw_insert(n, dir);
+  if (mode == "latency") return latency(n, dir, argc > 4 ? std::atof(argv[4]) : 1000.0);
   std::cerr << "unknown mode " << mode << "\n";
   return 2;
 }
