@@ -75,6 +75,9 @@ struct SchedulerState {
   std::array<int64_t, 60> done_second{};
   std::map<std::string, int64_t> finished_by_status;
   int64_t task_restarts = 0;
+  int64_t next_lease_work_ms = 0;
+  bool claiming = false;
+  bool booted = false;  // leases are claimed only once boot recovery has spawned its tasks
   int64_t placement_now_ms = 0;  // one clock read per dispatch
   static inline const char* name = "scheduler";
 };
@@ -366,6 +369,45 @@ void update_gauges(SchedulerActor* self) {
       .set(double(runtime::now_ms()) / 1000.0);
 }
 
+// Keeps this node's task leases alive and takes over tasks whose owner stopped renewing
+// (a node that died): every lease_ms / 3.
+void maintain_leases(SchedulerActor* self) {
+  auto& st = self->state;
+  auto now = runtime::now_ms();
+  if (!st.booted || now < st.next_lease_work_ms || st.claiming || st.draining) return;
+  st.next_lease_work_ms = now + std::max<int64_t>(1000, st.options.lease_ms / 3);
+  self->request(st.store, std::chrono::seconds(30), runtime::renew_atom::value, st.options.node, now + st.options.lease_ms)
+      .then([](bool) {}, [](caf::error& err) { spdlog::warn("scheduler: renewing task leases failed: {}", caf::to_string(err)); });
+  st.claiming = true;
+  self->request(st.store, std::chrono::seconds(30), runtime::claim_atom::value, st.options.node, now,
+                now + st.options.lease_ms, int32_t(1000))
+      .then(
+          [=](std::vector<TaskRecord>& claimed) {
+            auto& st = self->state;
+            st.claiming = false;
+            if (claimed.empty()) return;
+            runtime::WriteBatch batch;
+            std::vector<TaskRecord> resumable;
+            auto at = runtime::now_ms();
+            for (auto& t : claimed) {
+              if (st.live.count(t.id)) continue;  // ours already (its lease lapsed while the store was away)
+              if (t.status != "pending") {
+                batch.events.push_back(recover_interrupted(t, at, "its node stopped renewing its lease", "claimed by " + st.options.node + " after its lease expired"));
+                batch.task_updates.push_back(t);
+              }
+              if (t.status == "pending") resumable.push_back(t);
+            }
+            spdlog::info("scheduler: claimed {} tasks whose lease expired ({} resumed here)", claimed.size(), resumable.size());
+            self->request(st.store, caf::infinite, runtime::persist_atom::value, std::move(batch))
+                .then([=](bool) mutable { spawn_tasks(self, resumable); },
+                      [](caf::error& err) { spdlog::warn("scheduler: claimed tasks not saved: {}", caf::to_string(err)); });
+          },
+          [=](caf::error& err) {
+            self->state.claiming = false;
+            spdlog::warn("scheduler: claiming expired tasks failed: {}", caf::to_string(err));
+          });
+}
+
 caf::behavior scheduler_actor(SchedulerActor* self, SchedulerOptions options, caf::actor store) {
   self->state.options = std::move(options);
   self->state.store = std::move(store);
@@ -406,6 +448,7 @@ caf::behavior scheduler_actor(SchedulerActor* self, SchedulerOptions options, ca
                   for (auto& t : tasks)
                     if (t.status == "pending") resumable.push_back(std::move(t));
                   spawn_tasks(self, resumable);
+                  self->state.booted = true;
                   spdlog::info("scheduler: {} agents, {} tasks resumed", self->state.agents.size(), resumable.size());
                   update_gauges(self);
                   rp.deliver(true);
@@ -656,6 +699,7 @@ caf::behavior scheduler_actor(SchedulerActor* self, SchedulerOptions options, ca
       },
       [=](tick_atom) {
         update_gauges(self);
+        maintain_leases(self);
         // High priority: the tick jumps a deep mailbox, so a busy scheduler still reports in.
         self->delayed_send<caf::message_priority::high>(self, std::chrono::seconds(1), tick_atom::value);
       },

@@ -27,6 +27,7 @@ struct SchedulerOptions {
   int default_agent_concurrency = 4;
   std::vector<std::string> default_pool;  // "type:capability:count", created on first boot
   AgentOptions agent_options;              // executors, breakers, fault injection
+  int64_t lease_ms = 30000;                // task leases: renewed every lease_ms / 3; expired ones claimed
   caf::actor agent_supervisor;             // supervises the agent actors the scheduler starts
 };
 

@@ -292,6 +292,7 @@ const std::map<std::string, Section>& schema() {
            {"task_timeout_secs", integer(1, 86400 * 7, [](Config& c, int64_t v) { c.tasks.task_timeout_secs = int(v); })},
            {"retry_attempts", integer(1, 100, [](Config& c, int64_t v) { c.tasks.retry_attempts = int(v); })},
            {"max_queue_size", integer(1, 100000000, [](Config& c, int64_t v) { c.tasks.max_queue_size = int(v); })},
+           {"lease_seconds", integer(3, 3600, [](Config& c, int64_t v) { c.tasks.lease_seconds = int(v); })},
        }},
       {"cluster",
        {

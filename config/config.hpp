@@ -109,6 +109,7 @@ struct TasksConfig {
   int task_timeout_secs = 300;
   int retry_attempts = 3;
   int max_queue_size = 100000;
+  int lease_seconds = 30;  // task leases: a node that stops renewing loses its tasks to others after this
 };
 
 struct ClusterConfig {

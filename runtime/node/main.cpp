@@ -27,6 +27,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <limits>
 #include <mutex>
 #include <thread>
 #include <unistd.h>
@@ -210,7 +211,8 @@ int run_node(const config::LoadResult& loaded) {
   }
 
   auto opened = runtime::open_store({cfg.database.url, cfg.database.connection_timeout_seconds * 1000,
-                                     cfg.database.sqlite_synchronous == "full", cfg.database.max_connections});
+                                     cfg.database.sqlite_synchronous == "full", cfg.database.max_connections,
+                                     int64_t(cfg.tasks.lease_seconds) * 1000});
   if (opened.error) {
     spdlog::error("store: {}", opened.error->message);
     std::cerr << "ai-orchestrator-hub: store: " << opened.error->message << "\n";
@@ -236,6 +238,7 @@ int run_node(const config::LoadResult& loaded) {
   options.max_agents = cfg.agents.max_agents;
   options.default_agent_concurrency = cfg.agents.default_max_concurrent_tasks;
   options.default_pool = cfg.agents.default_pool;
+  options.lease_ms = int64_t(cfg.tasks.lease_seconds) * 1000;
   options.agent_options = {actors::executor_policy(cfg.agents), breakers, cfg.agents.fault_injection};
   actors::SupervisionOptions supervision{cfg.supervision.strategy, cfg.supervision.max_restarts,
                                          int64_t(cfg.supervision.restart_period_seconds) * 1000};
@@ -252,7 +255,17 @@ int run_node(const config::LoadResult& loaded) {
   });
 
   auto agents = store.agents();
-  auto tasks = store.unfinished_tasks();
+  // Our own unfinished tasks, and any whose owner's lease expired (a node on the same
+  // database that stopped); tasks another live node holds are left to it.
+  std::vector<runtime::TaskRecord> tasks;
+  try {
+    auto now = runtime::now_ms();
+    tasks = store.claim_tasks(name, now, now + store.lease_ms(), std::numeric_limits<int>::max(), true);
+  } catch (const std::exception& e) {
+    spdlog::error("recovery: {}", e.what());
+    std::cerr << "ai-orchestrator-hub: recovery: " << e.what() << "\n";
+    return 1;
+  }
   bool first_boot = agents.empty() && store.task_counts_by_status().empty();
   spdlog::info("recovery: {} agents and {} unfinished tasks in the store", agents.size(), tasks.size());
   bool booted = false;

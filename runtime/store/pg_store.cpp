@@ -6,6 +6,7 @@
 #include <libpq-fe.h>
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <chrono>
 #include <mutex>
 #include <set>
@@ -45,6 +46,11 @@ CREATE TABLE refresh_tokens (token_hash TEXT PRIMARY KEY, username TEXT NOT NULL
 CREATE INDEX idx_refresh_tokens_user ON refresh_tokens(username);
 CREATE TABLE audit_log (id BIGSERIAL PRIMARY KEY, at TIMESTAMPTZ NOT NULL, actor TEXT NOT NULL, role TEXT NOT NULL,
   action TEXT NOT NULL, resource TEXT NOT NULL, status INT NOT NULL, request_id TEXT NOT NULL, client TEXT NOT NULL);
+)sql",
+    R"sql(
+ALTER TABLE tasks ADD COLUMN lease_owner TEXT;
+ALTER TABLE tasks ADD COLUMN lease_expires_at TIMESTAMPTZ;
+CREATE INDEX idx_tasks_lease ON tasks(lease_expires_at) WHERE status IN ('pending', 'assigned', 'running');
 )sql",
 };
 
@@ -202,22 +208,29 @@ const std::vector<Prepared> kWriterStatements = {
     {"insert_tasks",
      "INSERT INTO tasks(id, title, description, type, priority, required_capabilities, payload, status, attempts, "
      "max_attempts, timeout_ms, idempotency_key, assigned_agent, node, result, error_type, error_message, created_at, "
-     "updated_at, started_at, completed_at) SELECT id, title, description, type, priority, required_capabilities, payload, "
-     "status, attempts, max_attempts, timeout_ms, idempotency_key, assigned_agent, node, result, error_type, error_message, "
-     "created_at, updated_at, started_at, completed_at FROM jsonb_to_recordset($1::jsonb) AS x(id uuid, title text, "
-     "description text, type text, priority text, required_capabilities jsonb, payload jsonb, status text, attempts int, "
-     "max_attempts int, timeout_ms bigint, idempotency_key text, assigned_agent text, node text, result jsonb, "
-     "error_type text, error_message text, created_at timestamptz, updated_at timestamptz, started_at timestamptz, "
-     "completed_at timestamptz) ON CONFLICT (id) DO UPDATE SET status = EXCLUDED.status, attempts = EXCLUDED.attempts, "
-     "assigned_agent = EXCLUDED.assigned_agent, node = EXCLUDED.node, result = EXCLUDED.result, error_type = "
-     "EXCLUDED.error_type, error_message = EXCLUDED.error_message, updated_at = EXCLUDED.updated_at, started_at = "
-     "EXCLUDED.started_at, completed_at = EXCLUDED.completed_at"},
+     "updated_at, started_at, completed_at, lease_owner, lease_expires_at) SELECT id, title, description, type, priority, "
+     "required_capabilities, payload, status, attempts, max_attempts, timeout_ms, idempotency_key, assigned_agent, node, "
+     "result, error_type, error_message, created_at, updated_at, started_at, completed_at, node, lease_expires_at FROM "
+     "jsonb_to_recordset($1::jsonb) AS x(id uuid, title text, description text, type text, priority text, "
+     "required_capabilities jsonb, payload jsonb, status text, attempts int, max_attempts int, timeout_ms bigint, "
+     "idempotency_key text, assigned_agent text, node text, result jsonb, error_type text, error_message text, "
+     "created_at timestamptz, updated_at timestamptz, started_at timestamptz, completed_at timestamptz, "
+     "lease_expires_at timestamptz) ON CONFLICT (id) DO UPDATE SET status = EXCLUDED.status, attempts = "
+     "EXCLUDED.attempts, assigned_agent = EXCLUDED.assigned_agent, node = EXCLUDED.node, result = EXCLUDED.result, "
+     "error_type = EXCLUDED.error_type, error_message = EXCLUDED.error_message, updated_at = EXCLUDED.updated_at, "
+     "started_at = EXCLUDED.started_at, completed_at = EXCLUDED.completed_at, lease_owner = EXCLUDED.lease_owner, "
+     "lease_expires_at = EXCLUDED.lease_expires_at WHERE tasks.lease_owner IS NULL OR tasks.lease_owner = "
+     "EXCLUDED.lease_owner"},
     {"update_tasks",
      "UPDATE tasks t SET status = x.status, attempts = x.attempts, assigned_agent = x.assigned_agent, node = x.node, "
      "result = x.result, error_type = x.error_type, error_message = x.error_message, updated_at = x.updated_at, "
-     "started_at = x.started_at, completed_at = x.completed_at FROM jsonb_to_recordset($1::jsonb) AS x(id uuid, "
-     "status text, attempts int, assigned_agent text, node text, result jsonb, error_type text, error_message text, "
-     "updated_at timestamptz, started_at timestamptz, completed_at timestamptz) WHERE t.id = x.id"},
+     "started_at = x.started_at, completed_at = x.completed_at, lease_owner = x.node, lease_expires_at = "
+     "x.lease_expires_at FROM jsonb_to_recordset($1::jsonb) AS x(id uuid, status text, attempts int, assigned_agent "
+     "text, node text, result jsonb, error_type text, error_message text, updated_at timestamptz, started_at "
+     "timestamptz, completed_at timestamptz, lease_expires_at timestamptz) WHERE t.id = x.id AND (t.lease_owner IS NULL "
+     "OR t.lease_owner = x.node)"},
+    {"renew_leases",
+     "UPDATE tasks SET lease_expires_at = $2 WHERE lease_owner = $1 AND status IN ('pending', 'assigned', 'running')"},
     {"insert_events",
      "INSERT INTO task_events(task_id, from_status, to_status, at, attempt, reason) SELECT task_id, from_status, "
      "to_status, at, attempt, reason FROM jsonb_to_recordset($1::jsonb) AS x(task_id uuid, from_status text, "
@@ -234,7 +247,7 @@ json json_value_or_null(const std::string& text) {
 }
 
 // The mutable columns of a task, as update_tasks and insert_tasks read them.
-json task_state_row(const TaskRecord& t) {
+json task_state_row(const TaskRecord& t, int64_t lease_until) {
   return json{{"id", t.id},
               {"status", t.status},
               {"attempts", t.attempts},
@@ -245,11 +258,12 @@ json task_state_row(const TaskRecord& t) {
               {"error_message", or_null(t.error_message)},
               {"updated_at", rfc3339(t.updated_at)},
               {"started_at", time_or_null(t.started_at)},
-              {"completed_at", time_or_null(t.completed_at)}};
+              {"completed_at", time_or_null(t.completed_at)},
+              {"lease_expires_at", time_or_null(is_terminal(t.status) ? 0 : lease_until)}};
 }
 
-json task_row(const TaskRecord& t) {
-  auto row = task_state_row(t);
+json task_row(const TaskRecord& t, int64_t lease_until) {
+  auto row = task_state_row(t, lease_until);
   row["title"] = t.title;
   row["description"] = t.description;
   row["type"] = t.type;
@@ -363,6 +377,7 @@ std::optional<StoreError> PgStore::write(const WriteBatch& batch) {
   };
   if (auto why = w.ensure(); !why.empty()) return fail("PostgreSQL is not reachable: " + why);
   if (!w.exec("BEGIN").ok()) return fail("PostgreSQL: " + w.error());
+  auto lease_until = now_ms() + lease_ms_;
   // Last record per task wins (one statement may not touch a row twice).
   auto last_of = [](const std::vector<TaskRecord>& records) {
     std::unordered_map<std::string_view, size_t> last;
@@ -373,14 +388,14 @@ std::optional<StoreError> PgStore::write(const WriteBatch& batch) {
     auto last = last_of(batch.tasks);
     json rows = json::array();
     for (size_t i = 0; i < batch.tasks.size(); ++i)
-      if (last[batch.tasks[i].id] == i) rows.push_back(task_row(batch.tasks[i]));
+      if (last[batch.tasks[i].id] == i) rows.push_back(task_row(batch.tasks[i], lease_until));
     if (!w.run("insert_tasks", Params().add(dump(rows))).ok()) return fail("tasks: " + w.error());
   }
   if (!batch.task_updates.empty()) {
     auto last = last_of(batch.task_updates);
     json rows = json::array();
     for (size_t i = 0; i < batch.task_updates.size(); ++i)
-      if (last[batch.task_updates[i].id] == i) rows.push_back(task_state_row(batch.task_updates[i]));
+      if (last[batch.task_updates[i].id] == i) rows.push_back(task_state_row(batch.task_updates[i], lease_until));
     if (!w.run("update_tasks", Params().add(dump(rows))).ok()) return fail("task updates: " + w.error());
   }
   if (!batch.events.empty()) {
@@ -510,6 +525,33 @@ std::vector<AgentRecord> PgStore::agents() {
     a.updated_at = r.integer(i, 14);
     out.push_back(std::move(a));
   }
+  return out;
+}
+
+std::optional<StoreError> PgStore::renew_leases(const std::string& owner, int64_t until_ms) {
+  auto& w = *impl_->writer;
+  if (auto why = w.ensure(); !why.empty()) return StoreError{"unavailable", "PostgreSQL is not reachable: " + why};
+  if (!w.run("renew_leases", Params().add(owner).add(rfc3339(until_ms))).ok())
+    return StoreError{"unavailable", "renewing leases: " + w.error()};
+  return std::nullopt;
+}
+
+std::vector<TaskRecord> PgStore::claim_tasks(const std::string& owner, int64_t now_ms, int64_t until_ms, int limit,
+                                             bool include_own) {
+  auto& w = *impl_->writer;
+  if (auto why = w.ensure(); !why.empty()) throw StoreUnavailable("PostgreSQL: " + why);
+  // SKIP LOCKED: rows another node is claiming right now are left to it, not waited for.
+  auto r = w.exec("UPDATE tasks SET lease_owner = $1, node = $1, lease_expires_at = $3 FROM (SELECT id AS claim_id FROM "
+                  "tasks WHERE status IN ('pending', 'assigned', 'running') AND (lease_owner IS NULL OR lease_expires_at "
+                  "IS NULL OR lease_expires_at < $2 OR ($5 AND lease_owner = $1)) ORDER BY created_at LIMIT $4 FOR UPDATE "
+                  "SKIP LOCKED) c WHERE tasks.id = c.claim_id RETURNING " +
+                      kTaskColumns,
+                  Params().add(owner).add(rfc3339(now_ms)).add(rfc3339(until_ms)).add(std::to_string(limit)).add(
+                      include_own ? "true" : "false"));
+  if (!r.ok()) throw StoreUnavailable("PostgreSQL: claiming tasks: " + w.error());
+  std::vector<TaskRecord> out;
+  for (int i = 0; i < r.rows(); ++i) out.push_back(read_task(r, i));
+  std::sort(out.begin(), out.end(), [](const TaskRecord& a, const TaskRecord& b) { return a.created_at < b.created_at; });
   return out;
 }
 

@@ -29,6 +29,9 @@ class PgStore final : public Store {
   std::map<std::string, int64_t> task_counts_by_status() override;
   std::vector<AgentRecord> agents() override;
   StoreStats stats() override;
+  std::optional<StoreError> renew_leases(const std::string& owner, int64_t until_ms) override;
+  std::vector<TaskRecord> claim_tasks(const std::string& owner, int64_t now_ms, int64_t until_ms, int limit,
+                                      bool include_own) override;
   std::optional<StoreError> put_user(const UserRecord& user) override;
   std::optional<UserRecord> user(const std::string& username) override;
   std::optional<StoreError> put_refresh_token(const std::string& token_hash, const std::string& username,

@@ -5,6 +5,7 @@
 
 #include <sqlite3.h>
 
+#include <algorithm>
 #include <chrono>
 #include <stdexcept>
 #include <string_view>
@@ -98,6 +99,12 @@ CREATE TABLE audit_log (
   request_id TEXT NOT NULL,
   client TEXT NOT NULL
 );
+)sql",
+    // 3: task leases (clusters).
+    R"sql(
+ALTER TABLE tasks ADD COLUMN lease_owner TEXT;
+ALTER TABLE tasks ADD COLUMN lease_expires_at TEXT;
+CREATE INDEX idx_tasks_lease ON tasks(lease_expires_at) WHERE status IN ('pending', 'assigned', 'running');
 )sql",
 };
 
@@ -302,15 +309,18 @@ std::optional<StoreError> SqliteStore::open(const std::string& path, int busy_ti
         db,
         "INSERT INTO tasks(id, title, description, type, priority, required_capabilities, payload, status, attempts, "
         "max_attempts, timeout_ms, idempotency_key, assigned_agent, node, result, error_type, error_message, "
-        "created_at, updated_at, started_at, completed_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, "
-        "?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21) ON CONFLICT(id) DO UPDATE SET status = excluded.status, "
-        "attempts = excluded.attempts, assigned_agent = excluded.assigned_agent, node = excluded.node, "
-        "result = excluded.result, error_type = excluded.error_type, error_message = excluded.error_message, "
-        "updated_at = excluded.updated_at, started_at = excluded.started_at, completed_at = excluded.completed_at");
+        "created_at, updated_at, started_at, completed_at, lease_owner, lease_expires_at) VALUES (?1, ?2, ?3, ?4, ?5, "
+        "?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?14, ?22) ON CONFLICT(id) DO UPDATE "
+        "SET status = excluded.status, attempts = excluded.attempts, assigned_agent = excluded.assigned_agent, "
+        "node = excluded.node, result = excluded.result, error_type = excluded.error_type, error_message = "
+        "excluded.error_message, updated_at = excluded.updated_at, started_at = excluded.started_at, completed_at = "
+        "excluded.completed_at, lease_owner = excluded.lease_owner, lease_expires_at = excluded.lease_expires_at "
+        "WHERE tasks.lease_owner IS NULL OR tasks.lease_owner = excluded.lease_owner");
     impl_->update_task = std::make_unique<Stmt>(
         db,
         "UPDATE tasks SET status = ?2, attempts = ?3, assigned_agent = ?4, node = ?5, result = ?6, error_type = ?7, "
-        "error_message = ?8, updated_at = ?9, started_at = ?10, completed_at = ?11 WHERE id = ?1");
+        "error_message = ?8, updated_at = ?9, started_at = ?10, completed_at = ?11, lease_owner = ?5, "
+        "lease_expires_at = ?12 WHERE id = ?1 AND (lease_owner IS NULL OR lease_owner = ?5)");
     impl_->insert_audit = std::make_unique<Stmt>(
         db, "INSERT INTO audit_log(at, actor, role, action, resource, status, request_id, client) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)");
     impl_->insert_event = std::make_unique<Stmt>(
@@ -345,6 +355,7 @@ std::optional<StoreError> SqliteStore::write(const WriteBatch& batch) {
     return StoreError{"io", what};
   };
   if (!exec(db, "BEGIN IMMEDIATE", error)) return fail(error);
+  auto lease_until = now_ms() + lease_ms_;
   auto step = [&](Stmt& s) {
     int rc = sqlite3_step(s.get());
     s.reset();
@@ -373,6 +384,7 @@ std::optional<StoreError> SqliteStore::write(const WriteBatch& batch) {
     s.text(19, rfc3339(t.updated_at));
     s.time_or_null(20, t.started_at);
     s.time_or_null(21, t.completed_at);
+    s.time_or_null(22, is_terminal(t.status) ? 0 : lease_until);
     if (!step(s)) return fail(std::string("task ") + t.id + ": " + sqlite3_errmsg(db));
   }
   // Several transitions of one task in one commit: only its last state needs writing.
@@ -393,6 +405,7 @@ std::optional<StoreError> SqliteStore::write(const WriteBatch& batch) {
     s.text(9, rfc3339(t.updated_at));
     s.time_or_null(10, t.started_at);
     s.time_or_null(11, t.completed_at);
+    s.time_or_null(12, is_terminal(t.status) ? 0 : lease_until);
     if (!step(s)) return fail(std::string("task ") + t.id + ": " + sqlite3_errmsg(db));
   }
   for (const auto& e : batch.events) {
@@ -547,6 +560,36 @@ std::vector<AgentRecord> SqliteStore::agents() {
     a.updated_at = column_time(r, 14);
     out.push_back(std::move(a));
   }
+  return out;
+}
+
+std::optional<StoreError> SqliteStore::renew_leases(const std::string& owner, int64_t until_ms) {
+  auto* db = impl_->writer->get();
+  Stmt s(db, "UPDATE tasks SET lease_expires_at = ?2 WHERE lease_owner = ?1 AND status IN ('pending', 'assigned', 'running')");
+  s.text(1, owner);
+  s.text(2, rfc3339(until_ms));
+  if (sqlite3_step(s.get()) != SQLITE_DONE) return StoreError{"io", std::string("renewing leases: ") + sqlite3_errmsg(db)};
+  return std::nullopt;
+}
+
+std::vector<TaskRecord> SqliteStore::claim_tasks(const std::string& owner, int64_t now_ms, int64_t until_ms, int limit,
+                                                 bool include_own) {
+  auto* db = impl_->writer->get();
+  // One writer: no other claimer can interleave, so no row locks are needed here.
+  Stmt s(db, (std::string("UPDATE tasks SET lease_owner = ?1, node = ?1, lease_expires_at = ?3 WHERE id IN (SELECT id "
+                          "FROM tasks WHERE status IN ('pending', 'assigned', 'running') AND (lease_owner IS NULL OR "
+                          "lease_expires_at IS NULL OR lease_expires_at < ?2 OR (?5 AND lease_owner = ?1)) ORDER BY "
+                          "created_at, rowid LIMIT ?4) RETURNING ") +
+                  kTaskColumns)
+                 .c_str());
+  s.text(1, owner);
+  s.text(2, rfc3339(now_ms));
+  s.text(3, rfc3339(until_ms));
+  s.integer(4, limit);
+  s.integer(5, include_own ? 1 : 0);
+  std::vector<TaskRecord> out;
+  while (sqlite3_step(s.get()) == SQLITE_ROW) out.push_back(read_task(s.get()));
+  std::sort(out.begin(), out.end(), [](const TaskRecord& a, const TaskRecord& b) { return a.created_at < b.created_at; });
   return out;
 }
 

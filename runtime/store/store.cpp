@@ -41,6 +41,7 @@ OpenResult open_store(const StoreOptions& options) {
       result.error = err;
       return result;
     }
+    store->set_lease_ms(options.lease_ms);
     result.store = std::move(store);
     return result;
   }
@@ -61,6 +62,7 @@ OpenResult open_store(const StoreOptions& options) {
     result.error = err;
     return result;
   }
+  store->set_lease_ms(options.lease_ms);
   result.store = std::move(store);
   return result;
 }

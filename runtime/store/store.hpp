@@ -68,6 +68,20 @@ class Store {
   virtual std::vector<AgentRecord> agents() = 0;  // not deleted
   virtual StoreStats stats() = 0;
 
+  // Task ownership (clusters share one database). Every task write carries a lease:
+  // lease_owner = the task's node, lease_expires_at = write time + lease_ms (none once
+  // terminal). A write to a task whose lease another node holds is skipped (fencing).
+  // Like write(), these are for the single writer (the store actor).
+  // Extends this owner's leases on its unfinished tasks to `until_ms`.
+  virtual std::optional<StoreError> renew_leases(const std::string& owner, int64_t until_ms) = 0;
+  // Takes up to `limit` unfinished tasks whose lease expired (or that have none; and the
+  // owner's own when `include_own`, as at boot) for `owner`, until `until_ms`; oldest first.
+  // On PostgreSQL concurrent claimers skip each other's rows (FOR UPDATE SKIP LOCKED).
+  virtual std::vector<TaskRecord> claim_tasks(const std::string& owner, int64_t now_ms, int64_t until_ms, int limit,
+                                              bool include_own) = 0;
+  void set_lease_ms(int64_t ms) { lease_ms_ = ms; }
+  int64_t lease_ms() const { return lease_ms_; }
+
   // Users and sessions: small, synchronous, safe from any thread.
   virtual std::optional<StoreError> put_user(const UserRecord& user) = 0;
   virtual std::optional<UserRecord> user(const std::string& username) = 0;
@@ -79,6 +93,9 @@ class Store {
   virtual void revoke_refresh_token(const std::string& token_hash) = 0;
 
   virtual std::vector<AuditEntry> audit_log(int limit, int offset, int64_t& total) = 0;
+
+ protected:
+  int64_t lease_ms_ = 30000;
 };
 
 struct StoreOptions {
@@ -86,6 +103,7 @@ struct StoreOptions {
   int busy_timeout_ms = 30000;  // also the PostgreSQL connect timeout
   bool synchronous_full = true;
   int max_connections = 10;  // PostgreSQL pool size
+  int64_t lease_ms = 30000;   // task leases (see Store::claim_tasks)
 };
 
 struct OpenResult {

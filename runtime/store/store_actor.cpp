@@ -93,6 +93,21 @@ caf::behavior store_actor(StoreActor* self, Store* store, BreakerPolicy policy) 
         commit(self);
         return true;
       },
+      [=](renew_atom, const std::string& owner, int64_t until_ms) -> caf::result<bool> {
+        commit(self);
+        if (auto err = self->state.store->renew_leases(owner, until_ms))
+          return caf::make_error(caf::sec::runtime_error, "unavailable|" + err->message);
+        return true;
+      },
+      [=](claim_atom, const std::string& owner, int64_t now_ms, int64_t until_ms, int32_t limit)
+          -> caf::result<std::vector<TaskRecord>> {
+        commit(self);
+        try {
+          return self->state.store->claim_tasks(owner, now_ms, until_ms, limit, false);
+        } catch (const std::exception& e) {
+          return caf::make_error(caf::sec::runtime_error, std::string("unavailable|") + e.what());
+        }
+      },
       [=](load_agent_atom, const std::string& id) -> caf::result<AgentRecord> {
         commit(self);  // a batch held back for more company is written first (and read back)
         try {

@@ -6,6 +6,8 @@
 #include "tests/test_database.hpp"
 
 #include <filesystem>
+#include <set>
+#include <thread>
 #include <nlohmann/json.hpp>
 #include <sqlite3.h>
 
@@ -58,7 +60,7 @@ BOOST_FIXTURE_TEST_CASE(migrations_create_the_guide_schema_and_reopen_cleanly, F
   sqlite3_finalize(s);
   sqlite3_prepare_v2(db, "SELECT MAX(version) FROM schema_migrations", -1, &s, nullptr);
   BOOST_TEST(sqlite3_step(s) == SQLITE_ROW);
-  BOOST_TEST(sqlite3_column_int(s, 0) == 2);
+  BOOST_TEST(sqlite3_column_int(s, 0) == 3);
   sqlite3_finalize(s);
   sqlite3_prepare_v2(db, "PRAGMA journal_mode", -1, &s, nullptr);
   sqlite3_step(s);
@@ -142,4 +144,69 @@ BOOST_AUTO_TEST_CASE(probing_never_creates_and_reports_unreachable_databases) {
   BOOST_TEST(detail.find("will be created") != std::string::npos);
   auto why = probe_database("postgresql://postgres@127.0.0.1:1/none", 1, detail);
   BOOST_TEST(why.find("PostgreSQL is not reachable") != std::string::npos);
+}
+
+BOOST_FIXTURE_TEST_CASE(leases_keep_tasks_with_their_node_until_it_stops_renewing, Fixture) {
+  WriteBatch b;
+  for (int i = 0; i < 3; ++i) {
+    auto t = make_task();
+    t.node = "node-a";
+    b.tasks.push_back(t);
+  }
+  auto done = make_task("completed");
+  done.node = "node-a";
+  b.tasks.push_back(done);
+  BOOST_REQUIRE(!store->write(b));
+  auto now = now_ms();
+  // A live lease: another node takes nothing; the owner itself does at boot.
+  BOOST_TEST(store->claim_tasks("node-b", now, now + 30000, 100, false).empty());
+  BOOST_TEST(store->claim_tasks("node-a", now, now + 30000, 100, true).size() == 3u);
+  // Renewed, then left to expire: node-b takes the unfinished ones (never a finished one).
+  BOOST_REQUIRE(!store->renew_leases("node-a", now + 1000));
+  BOOST_TEST(store->claim_tasks("node-b", now + 500, now + 30000, 100, false).empty());
+  auto claimed = store->claim_tasks("node-b", now + 2000, now + 30000, 100, false);
+  BOOST_REQUIRE(claimed.size() == 3u);
+  BOOST_TEST(claimed[0].node == "node-b");
+  // Fencing: node-a's late write to a task it lost is skipped; node-b's lands.
+  auto stale = b.tasks[0];
+  stale.status = "completed";
+  stale.updated_at = now_ms();
+  BOOST_REQUIRE(!store->write({{}, {stale}, {}, {}, {}}));
+  BOOST_TEST(store->task(stale.id)->status == "pending");
+  auto mine = claimed[0];
+  mine.status = "running";
+  BOOST_REQUIRE(!store->write({{}, {mine}, {}, {}, {}}));
+  BOOST_TEST(store->task(mine.id)->status == "running");
+}
+
+BOOST_FIXTURE_TEST_CASE(concurrent_claimers_never_take_the_same_task, Fixture) {
+  WriteBatch b;
+  for (int i = 0; i < 200; ++i) {
+    auto t = make_task();
+    t.node = "gone";
+    b.tasks.push_back(t);
+  }
+  BOOST_REQUIRE(!store->write(b));
+  auto later = now_ms() + store->lease_ms() + 1000;
+  auto other = open_store({url, 5000, false});
+  BOOST_REQUIRE(!other.error);
+  std::vector<TaskRecord> first, second;
+  std::thread a([&] {
+    for (int i = 0; i < 10; ++i) {
+      auto got = store->claim_tasks("claimer-1", later, later + 60000, 15, false);
+      first.insert(first.end(), got.begin(), got.end());
+    }
+  });
+  std::thread c([&] {
+    for (int i = 0; i < 10; ++i) {
+      auto got = other.store->claim_tasks("claimer-2", later, later + 60000, 15, false);
+      second.insert(second.end(), got.begin(), got.end());
+    }
+  });
+  a.join();
+  c.join();
+  std::set<std::string> ids;
+  for (const auto& t : first) ids.insert(t.id);
+  for (const auto& t : second) BOOST_TEST(!ids.count(t.id));
+  BOOST_TEST(first.size() + second.size() == 200u);
 }
