@@ -106,6 +106,26 @@ void print_task(const json& t) {
   if (!t["error"].is_null()) std::cout << "error:     " << cell(t["error"]["type"]) << ": " << cell(t["error"]["message"]) << "\n";
 }
 
+// The supervision tree, one line per child, indented by depth.
+void print_tree(const json& node, int depth) {
+  std::string pad(size_t(depth) * 2, ' ');
+  std::cout << pad << cell(node["name"]) << "  (" << cell(node["strategy"]) << ", " << cell(node.value("restarts", json(0)))
+            << " restarts; at most " << cell(node.value("max_restarts", json())) << " per "
+            << cell(node.value("period_seconds", json())) << " s)";
+  if (node.contains("children_count")) std::cout << "  " << cell(node["children_count"]) << " live children";
+  std::cout << "\n";
+  if (!node.contains("children") || !node["children"].is_array()) return;
+  for (const auto& c : node["children"]) {
+    if (c.contains("supervises") && c["supervises"].is_object()) {
+      print_tree(c["supervises"], depth + 1);
+      continue;
+    }
+    std::cout << pad << "  " << cell(c["kind"]) << " " << cell(c["id"]) << "  restarts " << cell(c["restarts"])
+              << (c["alive"].get<bool>() ? "" : "  DOWN") << (c["last_reason"].is_null() ? "" : "  last: " + cell(c["last_reason"]))
+              << "\n";
+  }
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -148,6 +168,13 @@ int main(int argc, char** argv) {
   cancel->add_option("id", task_id, "task id")->required();
   auto* task = app.add_subcommand("task", "show one task");
   task->add_option("id", task_id, "task id")->required();
+  auto* supervisors = app.add_subcommand("supervisors", "the supervision tree with each child's restarts");
+  auto* breakers = app.add_subcommand("breakers", "circuit breakers: state, failures, last transition");
+  std::string breaker_state;
+  breakers->add_option("--state", breaker_state, "closed|open|half_open");
+  auto* breaker_reset = app.add_subcommand("breaker-reset", "close a circuit breaker by hand (admin)");
+  std::string breaker_id;
+  breaker_reset->add_option("id", breaker_id, "breaker id, as `hivectl breakers` shows it")->required();
 
   CLI11_PARSE(app, argc, argv);
   while (!o.url.empty() && o.url.back() == '/') o.url.pop_back();
@@ -210,6 +237,20 @@ int main(int argc, char** argv) {
     });
   }
   if (*task) return show(o, call(o, "GET", "/api/tasks/" + task_id), print_task);
+  if (*supervisors) return show(o, call(o, "GET", "/api/supervisors"), [](const json& d) { print_tree(d["root"], 0); });
+  if (*breakers) {
+    return show(o, call(o, "GET", "/api/breakers" + (breaker_state.empty() ? "" : "?state=" + breaker_state)), [](const json& d) {
+      std::vector<std::vector<std::string>> rows;
+      for (const auto& b : d["breakers"])
+        rows.push_back({cell(b["id"]), cell(b["kind"]), cell(b["state"]), cell(b["successes"]), cell(b["failures"]),
+                        cell(b["rejected_calls"]), cell(b["trips"]), cell(b["last_transition_at"]), cell(b["last_reason"])});
+      table({"ID", "KIND", "STATE", "OK", "FAILED", "REFUSED", "TRIPS", "LAST CHANGE", "REASON"}, rows);
+    });
+  }
+  if (*breaker_reset)
+    return show(o, call(o, "POST", "/api/breakers/" + breaker_id + "/reset"), [](const json& b) {
+      std::cout << cell(b["id"]) << " is " << cell(b["state"]) << " (" << cell(b["last_reason"]) << ")\n";
+    });
   if (*cancel) return show(o, call(o, "POST", "/api/tasks/" + task_id + "/cancel"), print_task);
   if (*submit || *wait) {
     if (*submit) {

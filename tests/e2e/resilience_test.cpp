@@ -125,6 +125,25 @@ BOOST_AUTO_TEST_CASE(executors_breakers_and_the_supervision_tree_over_http) {
   BOOST_TEST(cat_supervised);
   BOOST_TEST(tree["children"][1]["id"] == "tasks");
 
+  // The console shows the same: the tree and the breakers.
+  auto hivectl = [&](const std::string& args) {
+    std::string cmd = std::string(HUB_HIVECTL_BINARY) + " --url http://127.0.0.1:" + std::to_string(node.port) +
+                      " --api-key " + kKey + " " + args + " 2>&1";
+    std::string out;
+    FILE* p = popen(cmd.c_str(), "r");
+    char buf[4096];
+    while (p && fgets(buf, sizeof buf, p)) out += buf;
+    if (p) pclose(p);
+    return out;
+  };
+  auto tree_text = hivectl("supervisors");
+  BOOST_TEST(tree_text.find("root  (one_for_one") == 0u);
+  BOOST_TEST(tree_text.find("agent " + cat["id"].get<std::string>()) != std::string::npos);
+  BOOST_TEST(tree_text.find("tasks  (one_for_one") != std::string::npos);
+  auto breakers_json = json::parse(hivectl("--json breakers"), nullptr, false);
+  BOOST_TEST(breakers_json["total"].get<int>() >= 3);  // two agents, an endpoint, the store
+  BOOST_TEST(hivectl("breakers").find(agent_breaker) != std::string::npos);
+
   auto metrics = c.Get("/metrics", {{"Accept", "text/plain"}});
   BOOST_TEST(metrics->body.find("ai_orchestrator_circuit_breaker_transitions_total{kind=\"agent\",to=\"open\"}") != std::string::npos);
   BOOST_TEST(node.stop(SIGTERM) == 0);
