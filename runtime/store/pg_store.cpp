@@ -210,7 +210,8 @@ const std::vector<Prepared> kWriterStatements = {
      "max_attempts, timeout_ms, idempotency_key, assigned_agent, node, result, error_type, error_message, created_at, "
      "updated_at, started_at, completed_at, lease_owner, lease_expires_at) SELECT id, title, description, type, priority, "
      "required_capabilities, payload, status, attempts, max_attempts, timeout_ms, idempotency_key, assigned_agent, node, "
-     "result, error_type, error_message, created_at, updated_at, started_at, completed_at, node, lease_expires_at FROM "
+     "result, error_type, error_message, created_at, updated_at, started_at, completed_at, NULLIF(node, ''), "
+     "lease_expires_at FROM "
      "jsonb_to_recordset($1::jsonb) AS x(id uuid, title text, description text, type text, priority text, "
      "required_capabilities jsonb, payload jsonb, status text, attempts int, max_attempts int, timeout_ms bigint, "
      "idempotency_key text, assigned_agent text, node text, result jsonb, error_type text, error_message text, "
@@ -224,7 +225,7 @@ const std::vector<Prepared> kWriterStatements = {
     {"update_tasks",
      "UPDATE tasks t SET status = x.status, attempts = x.attempts, assigned_agent = x.assigned_agent, node = x.node, "
      "result = x.result, error_type = x.error_type, error_message = x.error_message, updated_at = x.updated_at, "
-     "started_at = x.started_at, completed_at = x.completed_at, lease_owner = x.node, lease_expires_at = "
+     "started_at = x.started_at, completed_at = x.completed_at, lease_owner = NULLIF(x.node, ''), lease_expires_at = "
      "x.lease_expires_at FROM jsonb_to_recordset($1::jsonb) AS x(id uuid, status text, attempts int, assigned_agent "
      "text, node text, result jsonb, error_type text, error_message text, updated_at timestamptz, started_at "
      "timestamptz, completed_at timestamptz, lease_expires_at timestamptz) WHERE t.id = x.id AND (t.lease_owner IS NULL "
@@ -542,7 +543,7 @@ std::vector<TaskRecord> PgStore::claim_tasks(const std::string& owner, int64_t n
   if (auto why = w.ensure(); !why.empty()) throw StoreUnavailable("PostgreSQL: " + why);
   // SKIP LOCKED: rows another node is claiming right now are left to it, not waited for.
   auto r = w.exec("UPDATE tasks SET lease_owner = $1, node = $1, lease_expires_at = $3 FROM (SELECT id AS claim_id FROM "
-                  "tasks WHERE status IN ('pending', 'assigned', 'running') AND (lease_owner IS NULL OR lease_expires_at "
+                  "tasks WHERE status IN ('pending', 'assigned', 'running') AND (lease_owner IS NULL OR lease_owner = '' OR lease_expires_at "
                   "IS NULL OR lease_expires_at < $2 OR ($5 AND lease_owner = $1)) ORDER BY created_at LIMIT $4 FOR UPDATE "
                   "SKIP LOCKED) c WHERE tasks.id = c.claim_id RETURNING " +
                       kTaskColumns,

@@ -310,7 +310,7 @@ std::optional<StoreError> SqliteStore::open(const std::string& path, int busy_ti
         "INSERT INTO tasks(id, title, description, type, priority, required_capabilities, payload, status, attempts, "
         "max_attempts, timeout_ms, idempotency_key, assigned_agent, node, result, error_type, error_message, "
         "created_at, updated_at, started_at, completed_at, lease_owner, lease_expires_at) VALUES (?1, ?2, ?3, ?4, ?5, "
-        "?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?14, ?22) ON CONFLICT(id) DO UPDATE "
+        "?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, NULLIF(?14, ''), ?22) ON CONFLICT(id) DO UPDATE "
         "SET status = excluded.status, attempts = excluded.attempts, assigned_agent = excluded.assigned_agent, "
         "node = excluded.node, result = excluded.result, error_type = excluded.error_type, error_message = "
         "excluded.error_message, updated_at = excluded.updated_at, started_at = excluded.started_at, completed_at = "
@@ -319,7 +319,7 @@ std::optional<StoreError> SqliteStore::open(const std::string& path, int busy_ti
     impl_->update_task = std::make_unique<Stmt>(
         db,
         "UPDATE tasks SET status = ?2, attempts = ?3, assigned_agent = ?4, node = ?5, result = ?6, error_type = ?7, "
-        "error_message = ?8, updated_at = ?9, started_at = ?10, completed_at = ?11, lease_owner = ?5, "
+        "error_message = ?8, updated_at = ?9, started_at = ?10, completed_at = ?11, lease_owner = NULLIF(?5, ''), "
         "lease_expires_at = ?12 WHERE id = ?1 AND (lease_owner IS NULL OR lease_owner = ?5)");
     impl_->insert_audit = std::make_unique<Stmt>(
         db, "INSERT INTO audit_log(at, actor, role, action, resource, status, request_id, client) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)");
@@ -577,7 +577,7 @@ std::vector<TaskRecord> SqliteStore::claim_tasks(const std::string& owner, int64
   auto* db = impl_->writer->get();
   // One writer: no other claimer can interleave, so no row locks are needed here.
   Stmt s(db, (std::string("UPDATE tasks SET lease_owner = ?1, node = ?1, lease_expires_at = ?3 WHERE id IN (SELECT id "
-                          "FROM tasks WHERE status IN ('pending', 'assigned', 'running') AND (lease_owner IS NULL OR "
+                          "FROM tasks WHERE status IN ('pending', 'assigned', 'running') AND (lease_owner IS NULL OR lease_owner = '' OR "
                           "lease_expires_at IS NULL OR lease_expires_at < ?2 OR (?5 AND lease_owner = ?1)) ORDER BY "
                           "created_at, rowid LIMIT ?4) RETURNING ") +
                   kTaskColumns)
