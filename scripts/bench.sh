@@ -26,7 +26,7 @@ figure() {
   ROWS+=("$(printf '%-26s %14s %-10s %s' "$1" "$2" "$3" "$4")")
   echo "BENCH $5"
 }
-free_port() { local p; while :; do p=$(( (RANDOM % 20000) + 20000 )); (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null || { echo "$p"; return; }; done; }
+free_port() { local p; while :; do p=$(( (RANDOM % 12000) + 20000 )); (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null || { echo "$p"; return; }; done; }
 wait_ready() { for _ in $(seq 1 600); do curl -fs -o /dev/null "http://127.0.0.1:$1/readyz" && return 0; sleep 0.05; done; return 1; }
 jqv() { jq -r "$2" <<<"$1"; }
 

@@ -14,7 +14,7 @@ as_pg() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
 [ "$(id -u)" = 0 ] && chown postgres "$t"
 chmod 755 "$t"
 port=0
-while :; do port=$(( (RANDOM % 20000) + 20000 )); (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null || break; done
+while :; do port=$(( (RANDOM % 12000) + 20000 )); (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null || break; done
 cleanup() { as_pg "$bin/pg_ctl" -D "$t/data" -m immediate -w stop >/dev/null 2>&1; rm -rf "$t"; }
 trap cleanup EXIT
 as_pg "$bin/initdb" -D "$t/data" -U postgres -A trust >"$t/initdb.log" 2>&1 || { cat "$t/initdb.log"; exit 1; }

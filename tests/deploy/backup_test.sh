@@ -9,7 +9,7 @@ trap 'for p in "${pids[@]:-}"; do kill -KILL "$p" 2>/dev/null; done; rm -rf "$t"
 passed=0; failed=0
 ok() { passed=$((passed + 1)); echo "  ok    $1"; }
 bad() { failed=$((failed + 1)); echo "  FAIL  $1: ${2:-}"; }
-port() { while :; do p=$(( (RANDOM % 20000) + 20000 )); (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null || { echo "$p"; return; }; done; }
+port() { while :; do p=$(( (RANDOM % 12000) + 20000 )); (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null || { echo "$p"; return; }; done; }
 start() { # DIR PORT
   mkdir -p "$1"
   ( cd "$1" && exec env HIVE_SERVER__HOST=127.0.0.1 HIVE_SERVER__PORT="$2" "$bin" >"$1/node.log" 2>&1 ) & pids+=($!)

@@ -8,7 +8,7 @@ bin=${1:?usage: crash_test.sh BUILT_BINARY [KILLS]}
 kills=${2:-20}
 t=$(mktemp -d); node=0; loaders=()
 trap 'kill -KILL $node "${loaders[@]}" 2>/dev/null; rm -rf "$t"' EXIT
-port() { while :; do p=$(( (RANDOM % 20000) + 20000 )); (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null || { echo "$p"; return; }; done; }
+port() { while :; do p=$(( (RANDOM % 12000) + 20000 )); (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null || { echo "$p"; return; }; done; }
 p=$(port)
 db_env=()
 [ -n "${HUB_TEST_PG_URL:-}" ] && db_env=(DATABASE_URL="$HUB_TEST_PG_URL")

@@ -8,7 +8,7 @@ bin=${1:?usage: lease_failover_test.sh BUILT_BINARY}
 [ -n "${HUB_TEST_PG_URL:-}" ] || { echo "lease_failover_test: run me under tests/with_postgres.sh"; exit 2; }
 t=$(mktemp -d); pids=()
 trap 'kill -KILL "${pids[@]}" 2>/dev/null; rm -rf "$t"' EXIT
-port() { while :; do p=$(( (RANDOM % 20000) + 20000 )); (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null || { echo "$p"; return; }; done; }
+port() { while :; do p=$(( (RANDOM % 12000) + 20000 )); (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null || { echo "$p"; return; }; done; }
 start() { # NAME PORT
   mkdir -p "$t/$1"
   ( cd "$t/$1" && exec env HIVE_SERVER__HOST=127.0.0.1 HIVE_SERVER__PORT="$2" DATABASE_URL="$HUB_TEST_PG_URL" \

@@ -20,7 +20,9 @@ namespace hub::test {
 inline int free_port() {
   std::mt19937 rng{std::random_device{}()};
   for (;;) {
-    int port = 20000 + int(rng() % 20000);
+    // Below the kernel's ephemeral range (32768+): a port some outgoing connection holds as its
+    // local end is free to a connect() probe but not to bind().
+    int port = 20000 + int(rng() % 12000);
     httplib::Client probe("127.0.0.1", port);
     probe.set_connection_timeout(0, 100000);
     if (!probe.Get("/")) return port;
