@@ -157,6 +157,7 @@ void wait_for_signals(Shutdown* shutdown) {
   sigemptyset(&set);
   for (int s : {SIGTERM, SIGINT, SIGHUP}) sigaddset(&set, s);
   bool asked = false;
+  int64_t asked_at_ms = 0;
   while (true) {
     int sig = 0;
     if (sigwait(&set, &sig) != 0) continue;
@@ -165,12 +166,19 @@ void wait_for_signals(Shutdown* shutdown) {
       spdlog::info("SIGHUP: log file reopened");
       continue;
     }
+    if (asked && runtime::now_ms() - asked_at_ms < 1000) {
+      // One stop request delivered twice (e.g. `timeout`, or `kill` on the whole process
+      // group) is not an operator insisting; a signal a second or more later is.
+      spdlog::info("{} again within a second: still draining", strsignal(sig));
+      continue;
+    }
     if (asked) {
       spdlog::warn("second {}: exiting now without draining", strsignal(sig));
       spdlog::default_logger()->flush();
       std::_Exit(130);
     }
     asked = true;
+    asked_at_ms = runtime::now_ms();
     std::lock_guard<std::mutex> lock(shutdown->mutex);
     shutdown->signal = sig;
     shutdown->cv.notify_all();
