@@ -1,10 +1,12 @@
 #include "actors/scheduler.hpp"
 
 #include "actors/agent.hpp"
+#include "actors/remote_agent.hpp"
 #include "actors/task.hpp"
 #include "actors/supervisor.hpp"
 #include "actors/task_protocol.hpp"
 #include "runtime/breaker.hpp"
+#include "runtime/cluster.hpp"
 #include "runtime/clock.hpp"
 #include "runtime/metrics.hpp"
 #include "runtime/store/store_actor.hpp"
@@ -57,8 +59,32 @@ struct AgentEntry {
   std::shared_ptr<runtime::CircuitBreaker> endpoint_breaker;  // its executor endpoint's, if any
 };
 
+// An agent of another node (the cluster-wide directory, from the node manager's heartbeats).
+struct RemoteAgent {
+  AgentRecord record;
+  std::string node;
+  std::string breaker = "closed";
+  int reserved = 0;        // our attempts on it now
+  int64_t full_until = 0;  // it refused for lack of a slot: not before the next heartbeat
+};
+
+struct RemoteNode {
+  caf::actor scheduler;
+  caf::actor proxy;  // the stand-in our task actors talk to (actors/remote_agent.hpp)
+  bool usable = false;  // up and reachable
+};
+
+// An attempt this node runs for a task owned by another node.
+struct RemoteRun {
+  std::string agent_id;
+  caf::response_promise rp;
+};
+
 struct SchedulerState {
   SchedulerOptions options;
+  std::unordered_map<std::string, RemoteAgent> remote_agents;
+  std::unordered_map<std::string, RemoteNode> remote_nodes;
+  std::unordered_map<std::string, RemoteRun> remote_runs;  // task id -> run (for other nodes)
   caf::actor store;
   std::unordered_map<std::string, AgentEntry> agents;
   std::vector<caf::actor> retiring;  // deleted agents finishing their last tasks
@@ -90,13 +116,43 @@ bool placeable(const AgentEntry& a, int64_t now_ms) {
          a.breaker->admits(now_ms) && (!a.endpoint_breaker || a.endpoint_breaker->admits(now_ms));
 }
 
+bool remote_usable(const SchedulerState& st, const RemoteAgent& a) {
+  auto n = st.remote_nodes.find(a.node);
+  return n != st.remote_nodes.end() && n->second.usable && n->second.proxy;
+}
+
 bool could_ever_run(SchedulerState& st, const QueuedTask& t) {
   for (const auto& [id, a] : st.agents)
     if (!a.record.deleted && fitness(a.record, t.required) >= 0) return true;
+  for (const auto& [id, a] : st.remote_agents)
+    if (remote_usable(st, a) && fitness(a.record, t.required) >= 0) return true;
   return false;
 }
 
-AgentEntry* best_agent(SchedulerState& st, const QueuedTask& t) {
+// A remote agent with a free slot, as far as its last heartbeat and our own attempts tell.
+bool remote_placeable(const SchedulerState& st, const RemoteAgent& a, int64_t now_ms) {
+  const auto& s = a.record.state;
+  int load = std::max(a.record.running_tasks, a.reserved);
+  return remote_usable(st, a) && s != "inactive" && s != "failed" && a.breaker != "open" &&
+         load < a.record.max_concurrent_tasks && now_ms >= a.full_until;
+}
+
+// Local agents first; a remote one when no local agent fits or all that fit are busy.
+RemoteAgent* best_remote_agent(SchedulerState& st, const QueuedTask& t) {
+  RemoteAgent* best = nullptr;
+  double best_score = -1;
+  for (auto& [id, a] : st.remote_agents) {
+    if (id == t.avoid_agent || !remote_placeable(st, a, st.placement_now_ms)) continue;
+    double fit = fitness(a.record, t.required);
+    if (fit < 0) continue;
+    int load = std::max(a.record.running_tasks, a.reserved);
+    double score = 0.7 * fit + 0.3 * (1.0 - double(load) / double(std::max(1, a.record.max_concurrent_tasks)));
+    if (score > best_score) best_score = score, best = &a;
+  }
+  return best;
+}
+
+AgentEntry* best_agent(SchedulerState& st, const QueuedTask& t, bool& only_avoided) {
   AgentEntry* best = nullptr;
   AgentEntry* avoided = nullptr;  // the agent of the last failed attempt: only if nothing else fits
   double best_score = -1;
@@ -112,6 +168,7 @@ AgentEntry* best_agent(SchedulerState& st, const QueuedTask& t) {
     double score = 0.7 * fit + 0.3 * free_share;
     if (score > best_score) best_score = score, best = &a;
   }
+  only_avoided = !best && avoided;
   return best ? best : avoided;
 }
 
@@ -126,7 +183,19 @@ void dispatch(SchedulerActor* self) {
         it = queue.erase(it);
         continue;
       }
-      if (auto* agent = best_agent(st, *it)) {
+      bool only_avoided = false;
+      auto* agent = best_agent(st, *it, only_avoided);
+      if ((!agent || only_avoided) && !st.remote_agents.empty()) {
+        if (auto* remote = best_remote_agent(st, *it)) {
+          remote->reserved += 1;
+          st.running += 1;
+          st.assigned_to[it->id] = remote->record.id;
+          self->send(it->task, assign_atom::value, st.remote_nodes[remote->node].proxy, remote->record.id);
+          it = queue.erase(it);
+          continue;
+        }
+      }
+      if (agent) {
         agent->reserved += 1;
         st.running += 1;
         st.assigned_to[it->id] = agent->record.id;
@@ -168,9 +237,10 @@ void release(SchedulerActor* self, const std::string& task_id) {
   auto it = st.assigned_to.find(task_id);
   if (it == st.assigned_to.end()) return;
   if (auto a = st.agents.find(it->second); a != st.agents.end()) a->second.reserved -= 1;
+  else if (auto r = st.remote_agents.find(it->second); r != st.remote_agents.end()) r->second.reserved -= 1;
   st.assigned_to.erase(it);
   st.running -= 1;
-  if (st.draining && st.running == 0) {
+  if (st.draining && st.running == 0 && st.remote_runs.empty()) {
     for (auto& rp : st.drain_waiters) rp.deliver(true);
     st.drain_waiters.clear();
   }
@@ -398,6 +468,7 @@ void maintain_leases(SchedulerActor* self) {
               if (t.status == "pending") resumable.push_back(t);
             }
             spdlog::info("scheduler: claimed {} tasks whose lease expired ({} resumed here)", claimed.size(), resumable.size());
+            if (claimed.size() >= 1000) st.next_lease_work_ms = 0;  // more are waiting: again at the next tick
             self->request(st.store, caf::infinite, runtime::persist_atom::value, std::move(batch))
                 .then([=](bool) mutable { spawn_tasks(self, resumable); },
                       [](caf::error& err) { spdlog::warn("scheduler: claimed tasks not saved: {}", caf::to_string(err)); });
@@ -406,6 +477,153 @@ void maintain_leases(SchedulerActor* self) {
             self->state.claiming = false;
             spdlog::warn("scheduler: claiming expired tasks failed: {}", caf::to_string(err));
           });
+}
+
+void check_drained(SchedulerActor* self) {
+  auto& st = self->state;
+  if (st.draining && st.running == 0 && st.remote_runs.empty()) {
+    for (auto& rp : st.drain_waiters) rp.deliver(true);
+    st.drain_waiters.clear();
+  }
+}
+
+// Attempts on agents of `node` end now as crashed (the node was lost or left): placed again.
+void interrupt_node(SchedulerActor* self, const std::string& node) {
+  auto& st = self->state;
+  for (const auto& [task_id, agent_id] : st.assigned_to) {
+    auto r = st.remote_agents.find(agent_id);
+    if (r == st.remote_agents.end() || r->second.node != node) continue;
+    if (auto t = st.live.find(task_id); t != st.live.end()) self->send(t->second, agent_down_atom::value, agent_id);
+  }
+}
+
+// The others' agents and health, as the node manager last heard them.
+void apply_cluster_view(SchedulerActor* self, std::vector<runtime::PeerView>& views) {
+  auto& st = self->state;
+  std::unordered_map<std::string, bool> seen;
+  for (auto& v : views) {
+    seen[v.name] = true;
+    bool usable = v.status == "up" && v.reachable && v.scheduler;
+    auto& n = st.remote_nodes[v.name];
+    bool moved = n.scheduler != v.scheduler;
+    if (n.usable && (!usable || moved)) {
+      spdlog::info("scheduler: node {} is {}; its agents take no more work from here", v.name,
+                   v.reachable ? v.status : "unreachable");
+      interrupt_node(self, v.name);
+    }
+    if (usable && (moved || !n.proxy)) {
+      if (n.proxy) self->send_exit(n.proxy, caf::exit_reason::user_shutdown);
+      n.proxy = spawn_remote_agent(self->system(), v.name, v.scheduler);
+    }
+    if (v.scheduler) n.scheduler = v.scheduler;
+    n.usable = usable;
+    std::unordered_map<std::string, bool> listed;
+    for (size_t i = 0; i < v.agents.size(); ++i) {
+      auto& a = v.agents[i];
+      listed[a.id] = true;
+      if (st.agents.count(a.id)) continue;  // ours (a stale view of a node we replaced)
+      auto& r = st.remote_agents[a.id];
+      r.node = v.name;
+      r.breaker = i < v.breakers.size() ? v.breakers[i] : "closed";
+      if (a.running_tasks < r.record.running_tasks || r.record.id.empty()) r.full_until = 0;  // fresh news
+      r.full_until = std::min<int64_t>(r.full_until, runtime::now_ms());
+      r.record = std::move(a);
+    }
+    for (auto it = st.remote_agents.begin(); it != st.remote_agents.end();) {
+      if (it->second.node == v.name && !listed.count(it->first) && it->second.reserved == 0) it = st.remote_agents.erase(it);
+      else ++it;
+    }
+  }
+  for (auto it = st.remote_nodes.begin(); it != st.remote_nodes.end();) {
+    if (seen.count(it->first)) {
+      ++it;
+      continue;
+    }
+    interrupt_node(self, it->first);
+    if (it->second.proxy) self->send_exit(it->second.proxy, caf::exit_reason::user_shutdown);
+    for (auto a = st.remote_agents.begin(); a != st.remote_agents.end();)
+      a = a->second.node == it->first && a->second.reserved == 0 ? st.remote_agents.erase(a) : std::next(a);
+    it = st.remote_nodes.erase(it);
+  }
+}
+
+Outcome refused_here(const std::string& why) {
+  Outcome o;
+  o.not_attempted = true;
+  o.retryable = true;
+  o.error_type = "unavailable";
+  o.error_message = why;
+  return o;
+}
+
+// An attempt another node placed on one of our agents.
+caf::result<std::string> run_for_peer(SchedulerActor* self, const std::string& agent_id, const std::string& bytes) {
+  auto& st = self->state;
+  TaskRecord task;
+  if (!runtime::decode_task(bytes, task)) {
+    Outcome o;
+    o.error_type = "failed";
+    o.error_message = "the task sent by another node could not be read (version mismatch?)";
+    o.retryable = false;
+    return encode_outcome(o);
+  }
+  auto it = st.agents.find(agent_id);
+  if (it == st.agents.end()) return encode_outcome(refused_here("agent " + agent_id + " is not on node " + st.options.node));
+  if (st.draining) return encode_outcome(refused_here("node " + st.options.node + " is shutting down"));
+  if (!placeable(it->second, runtime::now_ms()))
+    return encode_outcome(refused_here("agent " + agent_id + " has no free slot (or its breaker is open)"));
+  if (st.remote_runs.count(task.id)) return encode_outcome(refused_here("task " + task.id + " already runs here"));
+  it->second.reserved += 1;
+  auto rp = self->make_response_promise<std::string>();
+  st.remote_runs[task.id] = {agent_id, rp};
+  auto task_id = task.id;
+  auto done = [=](const Outcome& o) {
+    auto& st = self->state;
+    auto run = st.remote_runs.find(task_id);
+    if (run == st.remote_runs.end()) return;
+    if (auto a = st.agents.find(run->second.agent_id); a != st.agents.end()) a->second.reserved -= 1;
+    run->second.rp.deliver(encode_outcome(o));
+    st.remote_runs.erase(run);
+    check_drained(self);
+    dispatch(self);
+  };
+  self->request(it->second.handle, caf::infinite, execute_atom::value, std::move(task))
+      .then([=](Outcome& o) { done(o); },
+            [=](caf::error& err) {
+              Outcome o;
+              o.error_type = "crashed";
+              o.error_message = "the agent stopped during the attempt: " + self->system().render(err);
+              done(o);
+            });
+  return rp;
+}
+
+runtime::LocalReport local_report(SchedulerActor* self) {
+  auto& st = self->state;
+  runtime::LocalReport r;
+  auto now = runtime::now_ms();
+  for (const auto& [id, a] : st.agents) {
+    r.agents.push_back(live_view(a));
+    auto breaker = a.breaker ? a.breaker->state(now) : std::string("closed");
+    if (breaker == "closed" && a.endpoint_breaker) breaker = a.endpoint_breaker->state(now);
+    r.breakers.push_back(breaker);
+  }
+  r.running = st.running + int32_t(st.remote_runs.size());
+  for (const auto& q : st.queues) r.queued += int32_t(q.size());
+  return r;
+}
+
+AgentRecord remote_view(const RemoteAgent& a) {
+  auto r = a.record;
+  r.node = a.node;
+  return r;
+}
+
+// Agents are changed on the node that runs them.
+caf::error not_here(SchedulerActor* self, const std::string& id) {
+  auto r = self->state.remote_agents.find(id);
+  if (r == self->state.remote_agents.end()) return refusal("not_found", "no agent " + id);
+  return refusal("conflict", "agent " + id + " runs on node " + r->second.node + ": send this request to that node's API");
 }
 
 caf::behavior scheduler_actor(SchedulerActor* self, SchedulerOptions options, caf::actor store) {
@@ -418,6 +636,14 @@ caf::behavior scheduler_actor(SchedulerActor* self, SchedulerOptions options, ca
     for (auto& [id, a] : st.agents) self->send_exit(a.handle, msg.reason);
     for (auto& a : st.retiring) self->send_exit(a, msg.reason);
     for (auto& [id, t] : st.live) self->send_exit(t, msg.reason);
+    for (auto& [name, n] : st.remote_nodes)
+      if (n.proxy) self->send_exit(n.proxy, msg.reason);  // they would wait for their peer to stop
+    for (auto& [task_id, run] : st.remote_runs) {
+      Outcome o;
+      o.error_type = "crashed";
+      o.error_message = "node " + st.options.node + " stopped during the attempt";
+      run.rp.deliver(encode_outcome(o));
+    }
     self->quit(msg.reason);
   });
   return {
@@ -603,6 +829,7 @@ caf::behavior scheduler_actor(SchedulerActor* self, SchedulerOptions options, ca
       [=](list_atom) {
         std::vector<AgentRecord> out;
         for (const auto& [id, a] : self->state.agents) out.push_back(live_view(a));
+        for (const auto& [id, a] : self->state.remote_agents) out.push_back(remote_view(a));
         std::sort(out.begin(), out.end(), [](const AgentRecord& x, const AgentRecord& y) {
           return std::tie(x.created_at, x.id) < std::tie(y.created_at, y.id);
         });
@@ -610,13 +837,16 @@ caf::behavior scheduler_actor(SchedulerActor* self, SchedulerOptions options, ca
       },
       [=](get_atom, const std::string& id) -> caf::result<AgentRecord> {
         auto it = self->state.agents.find(id);
-        if (it == self->state.agents.end()) return refusal("not_found", "no agent " + id);
+        if (it == self->state.agents.end()) {
+          if (auto r = self->state.remote_agents.find(id); r != self->state.remote_agents.end()) return remote_view(r->second);
+          return refusal("not_found", "no agent " + id);
+        }
         return live_view(it->second);
       },
       [=](delete_atom, const std::string& id) -> caf::result<AgentRecord> {
         auto& st = self->state;
         auto it = st.agents.find(id);
-        if (it == st.agents.end()) return refusal("not_found", "no agent " + id);
+        if (it == st.agents.end()) return not_here(self, id);
         auto view = live_view(it->second);
         view.deleted = true;
         runtime::BreakerRegistry::global().remove(agent_breaker_id(id));
@@ -627,14 +857,14 @@ caf::behavior scheduler_actor(SchedulerActor* self, SchedulerOptions options, ca
       },
       [=](pause_atom, const std::string& id) -> caf::result<AgentRecord> {
         auto it = self->state.agents.find(id);
-        if (it == self->state.agents.end()) return refusal("not_found", "no agent " + id);
+        if (it == self->state.agents.end()) return not_here(self, id);
         it->second.record.state = "inactive";
         self->send(it->second.handle, pause_atom::value);
         return live_view(it->second);
       },
       [=](resume_atom, const std::string& id) -> caf::result<AgentRecord> {
         auto it = self->state.agents.find(id);
-        if (it == self->state.agents.end()) return refusal("not_found", "no agent " + id);
+        if (it == self->state.agents.end()) return not_here(self, id);
         it->second.record.state = "idle";
         self->send(it->second.handle, resume_atom::value);
         unpark(self);
@@ -642,6 +872,35 @@ caf::behavior scheduler_actor(SchedulerActor* self, SchedulerOptions options, ca
         return live_view(it->second);
       },
       [=](status_atom) { return status_json(self); },
+      [=](runtime::local_report_atom) { return local_report(self); },
+      [=](runtime::cluster_view_atom, std::vector<runtime::PeerView>& views) {
+        apply_cluster_view(self, views);
+        unpark(self);
+        dispatch(self);
+      },
+      [=](runtime::node_down_atom, const std::string& node) {
+        // This node's manager leads the cluster and downed `node`: its tasks are free to claim now.
+        auto& st = self->state;
+        interrupt_node(self, node);
+        self->request(st.store, std::chrono::seconds(30), runtime::expire_atom::value, node, runtime::now_ms())
+            .then(
+                [=](bool) {
+                  spdlog::info("scheduler: node {} was downed; its task leases expired, claiming them", node);
+                  self->state.next_lease_work_ms = 0;
+                  maintain_leases(self);
+                },
+                [=](caf::error& err) { spdlog::warn("scheduler: expiring the leases of {} failed: {}", node, caf::to_string(err)); });
+      },
+      [=](runtime::remote_execute_atom, const std::string& agent_id, const std::string& bytes) -> caf::result<std::string> {
+        return run_for_peer(self, agent_id, bytes);
+      },
+      [=](runtime::remote_cancel_atom, const std::string& task_id) {
+        auto& st = self->state;
+        auto run = st.remote_runs.find(task_id);
+        if (run == st.remote_runs.end()) return;
+        if (auto a = st.agents.find(run->second.agent_id); a != st.agents.end())
+          self->send(a->second.handle, cancel_atom::value, task_id);
+      },
       [=](kill_agent_atom, const std::string& id) -> caf::result<bool> {
         auto it = self->state.agents.find(id);
         if (it == self->state.agents.end()) return refusal("not_found", "no agent " + id);
@@ -671,6 +930,18 @@ caf::behavior scheduler_actor(SchedulerActor* self, SchedulerOptions options, ca
           for (const auto& [task_id, on] : st.assigned_to)
             if (on == agent_id)
               if (auto t = st.live.find(task_id); t != st.live.end()) self->send(t->second, agent_down_atom::value, agent_id);
+          for (auto run = st.remote_runs.begin(); run != st.remote_runs.end();) {
+            if (run->second.agent_id != agent_id) {
+              ++run;
+              continue;
+            }
+            Outcome o;
+            o.error_type = "crashed";
+            o.error_message = "agent " + agent_id + " crashed during the attempt (its supervisor restarted it)";
+            if (auto a = st.agents.find(agent_id); a != st.agents.end()) a->second.reserved -= 1;
+            run->second.rp.deliver(encode_outcome(o));
+            run = st.remote_runs.erase(run);
+          }
         };
         if (kind == "agent") {
           if (auto it = st.agents.find(id); it != st.agents.end()) it->second.handle = std::move(handle);
@@ -706,7 +977,7 @@ caf::behavior scheduler_actor(SchedulerActor* self, SchedulerOptions options, ca
       [=](drain_atom) -> caf::result<bool> {
         auto& st = self->state;
         st.draining = true;
-        if (st.running == 0) return true;
+        if (st.running == 0 && st.remote_runs.empty()) return true;
         auto rp = self->make_response_promise();
         st.drain_waiters.push_back(rp);
         return caf::delegated<bool>{};

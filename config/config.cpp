@@ -126,6 +126,26 @@ std::string check_host(const std::string& s) {
   return {};
 }
 
+std::string check_node_name(const std::string& s) {
+  if (s.empty() || s.size() > 64) return "expected 1-64 characters";
+  for (char ch : s)
+    if (!(std::isalnum(static_cast<unsigned char>(ch)) || ch == '-' || ch == '_' || ch == '.' || ch == ':'))
+      return "expected letters, digits, '-', '_', '.' or ':'";
+  return {};
+}
+
+// "host:port" of a cluster seed.
+std::string check_seed(const std::string& s) {
+  auto colon = s.rfind(':');
+  if (colon == std::string::npos || colon == 0 || colon + 1 >= s.size())
+    return "expected \"host:port\" entries, e.g. \"10.0.0.5:4001\"";
+  for (size_t i = colon + 1; i < s.size(); ++i)
+    if (!std::isdigit(static_cast<unsigned char>(s[i]))) return "expected \"host:port\" entries, e.g. \"10.0.0.5:4001\"";
+  auto port = std::stol(s.substr(colon + 1));
+  if (port < 1 || port > 65535) return "expected a port from 1 to 65535 in \"" + s + "\"";
+  return {};
+}
+
 std::string check_database_url(const std::string& s) {
   if (s.rfind("sqlite://", 0) == 0 && s.size() > 9) return {};
   if (s.rfind("postgresql://", 0) == 0 || s.rfind("postgres://", 0) == 0) return {};
@@ -296,7 +316,16 @@ const std::map<std::string, Section>& schema() {
        }},
       {"cluster",
        {
-           {"enabled", boolean([](Config& c, bool v) { c.cluster.enabled = v; }, 6)},
+           {"enabled", boolean([](Config& c, bool v) { c.cluster.enabled = v; })},
+           {"node_name", string([](Config& c, auto& v) { c.cluster.node_name = v; }, {}, check_node_name)},
+           {"host", string([](Config& c, auto& v) { c.cluster.host = v; }, {}, check_host)},
+           {"port", integer(1, 65535, [](Config& c, int64_t v) { c.cluster.port = int(v); })},
+           {"advertise_host", string([](Config& c, auto& v) { c.cluster.advertise_host = v; }, {}, check_host)},
+           {"seeds", string_list([](Config& c, auto v) { c.cluster.seeds = std::move(v); }, check_seed)},
+           {"heartbeat_interval_ms",
+            integer(50, 60000, [](Config& c, int64_t v) { c.cluster.heartbeat_interval_ms = int(v); })},
+           {"failure_timeout_ms", integer(100, 600000, [](Config& c, int64_t v) { c.cluster.failure_timeout_ms = int(v); })},
+           {"down_after_ms", integer(100, 3600000, [](Config& c, int64_t v) { c.cluster.down_after_ms = int(v); })},
        }},
   };
   return s;
@@ -381,6 +410,16 @@ std::string lower(std::string s) {
 // inline arrays) and as a plain string where the key wants a string.
 Value env_value(const std::string& raw, Kind kind) {
   if (kind == Kind::string) return Value(raw);
+  if (kind == Kind::string_list && raw.find('[') == std::string::npos) {
+    // Also "a:1,b:2" (the shell-friendly form of a list of strings).
+    toml::array items;
+    std::stringstream in(raw);
+    for (std::string item; std::getline(in, item, ',');) {
+      auto b = item.find_first_not_of(" \t"), e = item.find_last_not_of(" \t");
+      if (b != std::string::npos) items.push_back(Value(item.substr(b, e - b + 1)));
+    }
+    return Value(items);
+  }
   try {
     std::istringstream in("v = " + raw);
     auto doc = toml::parse(in, "env");
@@ -509,6 +548,13 @@ void validate(const Layered& layered, LoadResult& result) {
   }
   if (c.database.url.rfind("sqlite://", 0) == 0 && c.database.url == "sqlite://")
     result.problems.push_back("[database] url: expected a file path after sqlite://");
+  if (c.cluster.failure_timeout_ms < 2 * c.cluster.heartbeat_interval_ms)
+    result.problems.push_back("[cluster] failure_timeout_ms = " + std::to_string(c.cluster.failure_timeout_ms) +
+                              ": must be at least twice heartbeat_interval_ms (" +
+                              std::to_string(c.cluster.heartbeat_interval_ms) + "), or one late heartbeat marks a node unreachable");
+  if (c.cluster.down_after_ms < c.cluster.failure_timeout_ms)
+    result.problems.push_back("[cluster] down_after_ms = " + std::to_string(c.cluster.down_after_ms) +
+                              ": must be at least failure_timeout_ms (" + std::to_string(c.cluster.failure_timeout_ms) + ")");
 }
 
 LoadResult load_layers(const std::function<void(Layered&, LoadResult&)>& files, const std::map<std::string, std::string>& env) {

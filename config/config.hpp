@@ -114,6 +114,14 @@ struct TasksConfig {
 
 struct ClusterConfig {
   bool enabled = false;
+  std::string node_name;          // empty: host name + ":" + HTTP port
+  std::string host = "0.0.0.0";   // the cluster (CAF middleman) listener
+  int port = 4001;
+  std::string advertise_host;     // how peers reach this node; empty: host (or the host name when host is 0.0.0.0)
+  std::vector<std::string> seeds;  // "host:port" of nodes to join through
+  int heartbeat_interval_ms = 500;
+  int failure_timeout_ms = 2000;   // no heartbeat for this long: unreachable
+  int down_after_ms = 5000;        // unreachable this long: the leader downs it and re-queues its work
 };
 
 struct Config {

@@ -24,6 +24,7 @@ struct Context {
   std::atomic<bool> draining{false};
   caf::actor scheduler;             // written once, before attached is set
   caf::actor supervisor_root;       // idem
+  caf::actor cluster;               // the node manager; null when clustering is off
   runtime::Store* store = nullptr;  // idem
 };
 
@@ -40,5 +41,8 @@ void add_auth_routes(Router& router, Context& ctx);
 std::optional<Permission> permission_for(const std::string& method, const std::string& route, const config::Config& cfg);
 void add_api_routes(Router& router, Context& ctx);
 void add_resilience_routes(Router& router, Context& ctx);
+void add_cluster_routes(Router& router, Context& ctx);
+// The membership in brief, for /health and /metrics: {"enabled", "nodes", "by_status", "leader"}.
+json cluster_summary(Context& ctx);
 
 }  // namespace hub::gateway

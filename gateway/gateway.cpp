@@ -130,6 +130,7 @@ Gateway::Gateway(GatewayDeps deps) : impl_(std::make_unique<Impl>(std::move(deps
   add_api_routes(impl_->router, impl_->ctx);
   add_monitoring_routes(impl_->router, impl_->ctx);
   add_resilience_routes(impl_->router, impl_->ctx);
+  add_cluster_routes(impl_->router, impl_->ctx);
 
   auto& server = impl_->server;
   const auto& cfg = *impl_->ctx.deps.config;
@@ -209,8 +210,9 @@ void Gateway::serve() {
 }
 
 void Gateway::attach(caf::actor_system& system, caf::actor scheduler, caf::actor store_actor, runtime::Store* store,
-                     caf::actor supervisor_root) {
+                     caf::actor supervisor_root, caf::actor cluster) {
   impl_->ctx.supervisor_root = std::move(supervisor_root);
+  impl_->ctx.cluster = std::move(cluster);
   impl_->ctx.deps.system = &system;
   impl_->ctx.store_actor = std::move(store_actor);
   impl_->ctx.security.attach(store);
@@ -241,6 +243,7 @@ bool Gateway::stop(int deadline_ms) {
     impl_->ctx.scheduler = nullptr;
     impl_->ctx.supervisor_root = nullptr;
     impl_->ctx.store_actor = nullptr;
+    impl_->ctx.cluster = nullptr;
     return true;
   }
   spdlog::warn("http: requests still in flight after {} ms", deadline_ms);

@@ -38,8 +38,9 @@ class Gateway {
   void serve();
   // Connects the API to the actors and store once they are up; until then /readyz is 503
   // and the API answers 503.
+  // `cluster`: the node manager (runtime/cluster.hpp), or null when clustering is off.
   void attach(caf::actor_system& system, caf::actor scheduler, caf::actor store_actor, runtime::Store* store,
-              caf::actor supervisor_root);
+              caf::actor supervisor_root, caf::actor cluster);
   void set_ready(bool ready);
   // Stops accepting, lets in-flight requests finish within `deadline_ms`; false if the
   // deadline passed first.

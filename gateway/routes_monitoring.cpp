@@ -108,7 +108,7 @@ json metrics_json(Context& ctx) {
             {"agents", agents},
             {"http", http_json},
             {"actors", actors},
-            {"cluster", {{"enabled", false}, {"nodes", 1}}}}},
+            {"cluster", cluster_summary(ctx)}}},
           {"trends",
            {{"window_seconds", history.empty() ? 0 : (history.back().at_ms - history.front().at_ms) / 1000},
             {"cpu_usage_percent", trend(history, &runtime::SystemSample::cpu_percent)},

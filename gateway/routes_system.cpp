@@ -83,7 +83,17 @@ json components(Context& ctx) {
                                {"rate_limit_requests_per_minute", cfg.security.rate_limit_requests_per_minute},
                                {"audit_logging", cfg.security.audit_logging_enabled}},
                               open ? "no credentials configured: the API is open to anyone (development only)" : "");
-  out["cluster"] = component("disabled", {{"nodes", 1}}, "single node: clustering arrives with issue #6");
+  auto cluster = cluster_summary(ctx);
+  if (!cluster["enabled"].get<bool>()) {
+    out["cluster"] = component("disabled", {{"nodes", 1}}, "single node ([cluster] enabled = false)");
+  } else {
+    int up = cluster.contains("by_status") ? cluster["by_status"].value("up", 0) : 0;
+    int nodes = cluster.value("nodes", 0);
+    std::string reason = cluster.contains("error") ? cluster["error"].get<std::string>()
+                         : up < nodes ? std::to_string(nodes - up) + " of " + std::to_string(nodes) + " members are not up"
+                                      : "";
+    out["cluster"] = component(reason.empty() ? "healthy" : "degraded", cluster, reason);
+  }
   out["neural"] = component("disabled", {{"workers", 0}}, "neural workers arrive with issue #8");
   int open_breakers = 0, half_open = 0, breakers = 0;
   std::string open_ids;

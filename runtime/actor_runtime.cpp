@@ -1,12 +1,14 @@
 #include "runtime/actor_runtime.hpp"
 
+#include "runtime/cluster.hpp"
 #include "runtime/domain.hpp"
 
 #include <caf/atom.hpp>
+#include <caf/io/middleman.hpp>
 
 namespace hub::runtime {
 
-HubActorConfig::HubActorConfig(int threads, const std::string& policy) {
+HubActorConfig::HubActorConfig(int threads, const std::string& policy, bool network) {
   set("scheduler.max-threads", static_cast<int64_t>(threads));
   set("scheduler.policy", caf::atom_from_string(policy));
   add_message_type<Capability>("hub_capability");
@@ -21,6 +23,10 @@ HubActorConfig::HubActorConfig(int threads, const std::string& policy) {
   add_message_type<std::vector<RequiredCapability>>("hub_required_capabilities");
   add_message_type<std::vector<AgentRecord>>("hub_agent_records");
   add_message_type<std::vector<TaskRecord>>("hub_task_records");
+  add_message_type<LocalReport>("hub_local_report");
+  add_message_type<PeerView>("hub_peer_view");
+  add_message_type<std::vector<PeerView>>("hub_peer_views");
+  if (network) load<caf::io::middleman>();
 }
 
 }  // namespace hub::runtime

@@ -11,8 +11,9 @@ namespace hub::runtime {
 
 class HubActorConfig : public caf::actor_system_config {
  public:
-  // threads: scheduler worker threads; policy: "stealing" or "sharing".
-  HubActorConfig(int threads, const std::string& policy);
+  // threads: scheduler worker threads; policy: "stealing" or "sharing"; network: load CAF's
+  // middleman (node-to-node traffic, for clusters).
+  HubActorConfig(int threads, const std::string& policy, bool network = false);
 };
 
 }  // namespace hub::runtime

@@ -119,5 +119,8 @@ inline constexpr const char* breaker_transitions = "ai_orchestrator_circuit_brea
 inline constexpr const char* breaker_rejected = "ai_orchestrator_circuit_breaker_rejected_calls_total";
 inline constexpr const char* breakers_open = "ai_orchestrator_circuit_breakers";
 inline constexpr const char* supervisor_restarts = "ai_orchestrator_supervisor_restarts_total";
+inline constexpr const char* cluster_members = "ai_orchestrator_cluster_members";
+inline constexpr const char* cluster_heartbeat_age = "ai_orchestrator_cluster_heartbeat_age_seconds";
+inline constexpr const char* cluster_downed = "ai_orchestrator_cluster_members_downed_total";
 inline constexpr const char* scheduler_last_tick = "ai_orchestrator_scheduler_last_tick_seconds";
 }  // namespace hub::runtime::metrics::names

@@ -8,6 +8,7 @@
 #include "gateway/security.hpp"
 #include "runtime/actor_runtime.hpp"
 #include "runtime/breaker.hpp"
+#include "runtime/cluster.hpp"
 #include "runtime/clock.hpp"
 #include "runtime/logging.hpp"
 #include "runtime/store/store.hpp"
@@ -69,6 +70,7 @@ fs::path binary_dir() {
 }
 
 std::string node_name(const config::Config& cfg) {
+  if (!cfg.cluster.node_name.empty()) return cfg.cluster.node_name;
   char host[256] = {0};
   gethostname(host, sizeof host - 1);
   return std::string(host) + ":" + std::to_string(cfg.server.port);
@@ -149,7 +151,7 @@ int add_user(const config::LoadResult& loaded, const std::string& name, const st
 struct Shutdown {
   std::mutex mutex;
   std::condition_variable cv;
-  int signal = 0;  // -1: the root supervisor gave up (escalation): stop and exit 1
+  int signal = 0;  // -1: the root supervisor gave up (escalation): stop and exit 1; -2: asked to leave the cluster
 };
 
 void wait_for_signals(Shutdown* shutdown) {
@@ -229,7 +231,8 @@ int run_node(const config::LoadResult& loaded) {
   auto& store = *opened.store;
   spdlog::info("store: {} at {}", store.backend(), cfg.database.url);
 
-  runtime::HubActorConfig actor_config(cfg.scheduler_threads(), cfg.performance.scheduler_policy);
+  if (cfg.cluster.enabled) store.set_node(name);
+  runtime::HubActorConfig actor_config(cfg.scheduler_threads(), cfg.performance.scheduler_policy, cfg.cluster.enabled);
   caf::actor_system system{actor_config};
   auto* gw = &gateway;
   monitor.start();
@@ -263,6 +266,11 @@ int run_node(const config::LoadResult& loaded) {
   });
 
   auto agents = store.agents();
+  if (cfg.cluster.enabled) {
+    // In a cluster each node runs the agents created through it; the others know them
+    // through the membership heartbeats.
+    std::erase_if(agents, [&](const runtime::AgentRecord& a) { return a.node != name; });
+  }
   // Our own unfinished tasks, and any whose owner's lease expired (a node on the same
   // database that stopped); tasks another live node holds are left to it.
   std::vector<runtime::TaskRecord> tasks;
@@ -274,7 +282,7 @@ int run_node(const config::LoadResult& loaded) {
     std::cerr << "ai-orchestrator-hub: recovery: " << e.what() << "\n";
     return 1;
   }
-  bool first_boot = agents.empty() && store.task_counts_by_status().empty();
+  bool first_boot = agents.empty() && (cfg.cluster.enabled || store.task_counts_by_status().empty());
   spdlog::info("recovery: {} agents and {} unfinished tasks in the store", agents.size(), tasks.size());
   bool booted = false;
   {
@@ -289,7 +297,48 @@ int run_node(const config::LoadResult& loaded) {
     caf::anon_send_exit(store_actor, caf::exit_reason::user_shutdown);
     return 1;
   }
-  gw->attach(system, scheduler, store_actor, &store, node_actors.root);
+  caf::actor cluster;
+  if (cfg.cluster.enabled) {
+    runtime::ClusterOptions co;
+    co.name = name;
+    co.host = cfg.cluster.host;
+    co.port = cfg.cluster.port;
+    co.advertise_host = cfg.cluster.advertise_host;
+    co.http_address = (cfg.server.host == "0.0.0.0" ? co.advertise_host.empty() ? std::string("localhost") : co.advertise_host
+                                                     : cfg.server.host) +
+                      ":" + std::to_string(cfg.server.port);
+    co.seeds = cfg.cluster.seeds;
+    co.heartbeat_ms = cfg.cluster.heartbeat_interval_ms;
+    co.failure_ms = cfg.cluster.failure_timeout_ms;
+    co.down_after_ms = cfg.cluster.down_after_ms;
+    co.version = kVersion;
+    co.load = [&monitor] {
+      auto s = monitor.latest();
+      return runtime::NodeLoad{s.cpu_percent, s.process_rss_bytes};
+    };
+    co.on_leave = [&shutdown] {
+      std::lock_guard<std::mutex> lock(shutdown.mutex);
+      if (shutdown.signal == 0) shutdown.signal = -2;
+      shutdown.cv.notify_all();
+    };
+    auto started = runtime::start_cluster(system, co, scheduler);
+    if (!started.error.empty()) {
+      spdlog::error("{}", started.error);
+      std::cerr << "ai-orchestrator-hub: " << started.error << "\n";
+      gw->stop(0);
+      caf::anon_send_exit(node_actors.root, caf::exit_reason::user_shutdown);
+      caf::anon_send_exit(store_actor, caf::exit_reason::user_shutdown);
+      std::quick_exit(1);
+    }
+    cluster = started.manager;
+    spdlog::info("cluster: node {} listening on {}:{}; seeds: {}", name, cfg.cluster.host, cfg.cluster.port,
+                 cfg.cluster.seeds.empty() ? std::string("(none: first node)") : [&] {
+                   std::string s;
+                   for (const auto& seed : cfg.cluster.seeds) s += (s.empty() ? "" : ", ") + seed;
+                   return s;
+                 }());
+  }
+  gw->attach(system, scheduler, store_actor, &store, node_actors.root, cluster);
   gw->set_ready(true);
   spdlog::info("ready in {} ms: http://{}:{}/health", runtime::now_ms() - started_ms, cfg.server.host, cfg.server.port);
 
@@ -304,8 +353,13 @@ int run_node(const config::LoadResult& loaded) {
     return int(std::max<int64_t>(
         0, std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now()).count()));
   };
-  spdlog::info("{}: shutting down (readiness now 503, deadline {} ms)", sig > 0 ? strsignal(sig) : "escalation",
-               cfg.server.shutdown_timeout_ms);
+  spdlog::info("{}: shutting down (readiness now 503, deadline {} ms)",
+               sig > 0 ? strsignal(sig) : sig == -2 ? "asked to leave the cluster" : "escalation", cfg.server.shutdown_timeout_ms);
+  if (cluster) {
+    // The others stop placing work here first; our attempts for them finish in the drain.
+    caf::scoped_actor self{system};
+    self->request(cluster, std::chrono::seconds(2), runtime::leaving_atom::value).receive([](bool) {}, [](caf::error&) {});
+  }
   gw->set_ready(false);
   bool http_done = gw->stop(left_ms());
   spdlog::info("http: {}", http_done ? "stopped accepting; in-flight requests finished" : "deadline passed with requests in flight");
@@ -321,7 +375,8 @@ int run_node(const config::LoadResult& loaded) {
   }
   caf::anon_send_exit(node_actors.root, caf::exit_reason::user_shutdown);
   caf::anon_send_exit(store_actor, caf::exit_reason::user_shutdown);
-  int code = sig < 0 ? 1 : 0;
+  if (cluster) caf::anon_send_exit(cluster, caf::exit_reason::user_shutdown);
+  int code = sig == -1 ? 1 : 0;
   if (!http_done) {
     spdlog::info("stopped (exit without waiting for stuck HTTP requests)");
     spdlog::default_logger()->flush();

@@ -221,7 +221,7 @@ const std::vector<Prepared> kWriterStatements = {
      "error_type = EXCLUDED.error_type, error_message = EXCLUDED.error_message, updated_at = EXCLUDED.updated_at, "
      "started_at = EXCLUDED.started_at, completed_at = EXCLUDED.completed_at, lease_owner = EXCLUDED.lease_owner, "
      "lease_expires_at = EXCLUDED.lease_expires_at WHERE tasks.lease_owner IS NULL OR tasks.lease_owner = "
-     "EXCLUDED.lease_owner"},
+     "EXCLUDED.lease_owner OR tasks.status IN ('completed', 'failed', 'cancelled')"},
     {"update_tasks",
      "UPDATE tasks t SET status = x.status, attempts = x.attempts, assigned_agent = x.assigned_agent, node = x.node, "
      "result = x.result, error_type = x.error_type, error_message = x.error_message, updated_at = x.updated_at, "
@@ -235,7 +235,10 @@ const std::vector<Prepared> kWriterStatements = {
     {"insert_events",
      "INSERT INTO task_events(task_id, from_status, to_status, at, attempt, reason) SELECT task_id, from_status, "
      "to_status, at, attempt, reason FROM jsonb_to_recordset($1::jsonb) AS x(task_id uuid, from_status text, "
-     "to_status text, at timestamptz, attempt int, reason text)"},
+     "to_status text, at timestamptz, attempt int, reason text) WHERE $2 = '' OR EXISTS (SELECT 1 FROM tasks t WHERE "
+     "t.id = x.task_id AND (t.lease_owner IS NULL OR t.lease_owner = '' OR t.lease_owner = $2))"},
+    {"expire_leases",
+     "UPDATE tasks SET lease_expires_at = $2 WHERE lease_owner = $1 AND status IN ('pending', 'assigned', 'running')"},
 };
 
 json or_null(const std::string& v) { return v.empty() ? json() : json(v); }
@@ -345,6 +348,14 @@ std::optional<StoreError> PgStore::open(const std::string& url, int max_connecti
   impl_->auth = std::make_unique<Connection>(impl_->conninfo);
   if (auto why = impl_->writer->ensure(); !why.empty()) return StoreError{"unavailable", "PostgreSQL is not reachable: " + why};
   auto& w = *impl_->writer;
+  // Nodes of a cluster start together on one database: one migrates, the others wait for it
+  // (a session-level advisory lock, released below or when this connection closes).
+  constexpr const char* kMigrationLock = "SELECT pg_advisory_lock(4711001)";
+  if (!w.exec(kMigrationLock).ok()) return StoreError{"unavailable", "PostgreSQL: " + w.error()};
+  struct Unlock {
+    Connection& c;
+    ~Unlock() { c.exec("SELECT pg_advisory_unlock(4711001)"); }
+  } unlock{w};
   w.exec("CREATE TABLE IF NOT EXISTS schema_migrations (version INT PRIMARY KEY, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())");
   auto current = w.exec("SELECT COALESCE(MAX(version), 0) FROM schema_migrations");
   if (!current.ok()) return StoreError{"unavailable", "PostgreSQL: " + w.error()};
@@ -404,7 +415,7 @@ std::optional<StoreError> PgStore::write(const WriteBatch& batch) {
     for (const auto& e : batch.events)
       rows.push_back({{"task_id", e.task_id}, {"from_status", e.from}, {"to_status", e.to}, {"at", rfc3339(e.at)},
                       {"attempt", e.attempt}, {"reason", e.reason}});
-    if (!w.run("insert_events", Params().add(dump(rows))).ok()) return fail("task events: " + w.error());
+    if (!w.run("insert_events", Params().add(dump(rows)).add(node_)).ok()) return fail("task events: " + w.error());
   }
   for (const auto& a : batch.agents) {
     Params p;
@@ -534,6 +545,14 @@ std::optional<StoreError> PgStore::renew_leases(const std::string& owner, int64_
   if (auto why = w.ensure(); !why.empty()) return StoreError{"unavailable", "PostgreSQL is not reachable: " + why};
   if (!w.run("renew_leases", Params().add(owner).add(rfc3339(until_ms))).ok())
     return StoreError{"unavailable", "renewing leases: " + w.error()};
+  return std::nullopt;
+}
+
+std::optional<StoreError> PgStore::expire_leases(const std::string& owner, int64_t now_ms) {
+  auto& w = *impl_->writer;
+  if (auto why = w.ensure(); !why.empty()) return StoreError{"unavailable", "PostgreSQL is not reachable: " + why};
+  if (!w.run("expire_leases", Params().add(owner).add(rfc3339(now_ms - 1))).ok())
+    return StoreError{"unavailable", "expiring leases: " + w.error()};
   return std::nullopt;
 }
 

@@ -572,6 +572,15 @@ std::optional<StoreError> SqliteStore::renew_leases(const std::string& owner, in
   return std::nullopt;
 }
 
+std::optional<StoreError> SqliteStore::expire_leases(const std::string& owner, int64_t now_ms) {
+  auto* db = impl_->writer->get();
+  Stmt s(db, "UPDATE tasks SET lease_expires_at = ?2 WHERE lease_owner = ?1 AND status IN ('pending', 'assigned', 'running')");
+  s.text(1, owner);
+  s.text(2, rfc3339(now_ms - 1));
+  if (sqlite3_step(s.get()) != SQLITE_DONE) return StoreError{"io", std::string("expiring leases: ") + sqlite3_errmsg(db)};
+  return std::nullopt;
+}
+
 std::vector<TaskRecord> SqliteStore::claim_tasks(const std::string& owner, int64_t now_ms, int64_t until_ms, int limit,
                                                  bool include_own) {
   auto* db = impl_->writer->get();

@@ -79,7 +79,13 @@ class Store {
   // On PostgreSQL concurrent claimers skip each other's rows (FOR UPDATE SKIP LOCKED).
   virtual std::vector<TaskRecord> claim_tasks(const std::string& owner, int64_t now_ms, int64_t until_ms, int limit,
                                               bool include_own) = 0;
+  // Ends `owner`'s leases now (the cluster's leader downed that node): others may claim its tasks.
+  virtual std::optional<StoreError> expire_leases(const std::string& owner, int64_t now_ms) = 0;
   void set_lease_ms(int64_t ms) { lease_ms_ = ms; }
+  // The node this store writes for. With a name set, a task event is written only while the
+  // task's lease is this node's (or nobody's): a node that was downed and comes back cannot
+  // add a second "completed" to a task another node finished.
+  void set_node(const std::string& name) { node_ = name; }
   int64_t lease_ms() const { return lease_ms_; }
 
   // Users and sessions: small, synchronous, safe from any thread.
@@ -96,6 +102,7 @@ class Store {
 
  protected:
   int64_t lease_ms_ = 30000;
+  std::string node_;
 };
 
 struct StoreOptions {

@@ -99,6 +99,12 @@ caf::behavior store_actor(StoreActor* self, Store* store, BreakerPolicy policy) 
           return caf::make_error(caf::sec::runtime_error, "unavailable|" + err->message);
         return true;
       },
+      [=](expire_atom, const std::string& owner, int64_t now_ms) -> caf::result<bool> {
+        commit(self);
+        if (auto err = self->state.store->expire_leases(owner, now_ms))
+          return caf::make_error(caf::sec::runtime_error, "unavailable|" + err->message);
+        return true;
+      },
       [=](claim_atom, const std::string& owner, int64_t now_ms, int64_t until_ms, int32_t limit)
           -> caf::result<std::vector<TaskRecord>> {
         commit(self);

@@ -8,6 +8,7 @@
 //   (load_agent_atom, id)      -> AgentRecord   as stored (a restarted agent reloads itself)
 //   (load_task_atom, id)       -> TaskRecord    as stored (a restarted task actor reloads itself)
 //   (renew_atom, owner, until_ms)                         -> bool     Store::renew_leases
+//   (expire_atom, owner, now_ms)                          -> bool     Store::expire_leases
 //   (claim_atom, owner, now_ms, until_ms, limit)          -> vector<TaskRecord>  Store::claim_tasks (not own)
 // Every call is guarded by the store's circuit breaker: while it is open, writes are refused
 // at once (no waiting on a dead database) and the refusal says so.
@@ -26,6 +27,7 @@ using load_agent_atom = caf::atom_constant<caf::atom("load_agent")>;
 using load_task_atom = caf::atom_constant<caf::atom("load_task")>;
 using renew_atom = caf::atom_constant<caf::atom("renew")>;
 using claim_atom = caf::atom_constant<caf::atom("claim")>;
+using expire_atom = caf::atom_constant<caf::atom("expire")>;
 
 struct BreakerPolicy;
 
