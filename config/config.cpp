@@ -127,7 +127,8 @@ std::string check_host(const std::string& s) {
 }
 
 std::string check_node_name(const std::string& s) {
-  if (s.empty() || s.size() > 64) return "expected 1-64 characters";
+  if (s.empty()) return {};  // the default: host name + ":" + HTTP port
+  if (s.size() > 64) return "expected at most 64 characters";
   for (char ch : s)
     if (!(std::isalnum(static_cast<unsigned char>(ch)) || ch == '-' || ch == '_' || ch == '.' || ch == ':'))
       return "expected letters, digits, '-', '_', '.' or ':'";
@@ -320,7 +321,8 @@ const std::map<std::string, Section>& schema() {
            {"node_name", string([](Config& c, auto& v) { c.cluster.node_name = v; }, {}, check_node_name)},
            {"host", string([](Config& c, auto& v) { c.cluster.host = v; }, {}, check_host)},
            {"port", integer(1, 65535, [](Config& c, int64_t v) { c.cluster.port = int(v); })},
-           {"advertise_host", string([](Config& c, auto& v) { c.cluster.advertise_host = v; }, {}, check_host)},
+           {"advertise_host", string([](Config& c, auto& v) { c.cluster.advertise_host = v; }, {},
+                                     [](const std::string& v) { return v.empty() ? std::string() : check_host(v); })},
            {"seeds", string_list([](Config& c, auto v) { c.cluster.seeds = std::move(v); }, check_seed)},
            {"heartbeat_interval_ms",
             integer(50, 60000, [](Config& c, int64_t v) { c.cluster.heartbeat_interval_ms = int(v); })},

@@ -5,6 +5,8 @@
 #          metrics_scrape auth_overhead breaker_overhead (BENCH_BREAKER_TASKS, default 50000, x3 rounds each way)
 #          durable = pg_tasks_durable sqlite_tasks_durable pg_enqueue_start_latency (BENCH_DURABLE_TASKS, default
 #          50000; a throw-away PostgreSQL server, pgbench insert-only TPS beside it)
+#          cluster = cluster_placement_overhead cluster_throughput_ratio cluster_kill_detection cluster_kill_reassign
+#          (local clusters via scripts/cluster.sh; BENCH_CLUSTER_TASKS, default 30000)
 # Scale with BENCH_TASKS (tasks_inproc, default 200000), BENCH_PENDING (default 1000000),
 # BENCH_RECOVERY (default 1000000), BENCH_SECONDS (wrk duration, default 10).
 set -uo pipefail
@@ -183,9 +185,33 @@ run_durable() {
   figure pg_enqueue_start_p99 "$(jqv "$r" .p99_ms)" "ms" "<= 20 (p50 $(jqv "$r" .p50_ms) ms at $(jqv "$r" .rate_per_second) tasks/s = 50 % of peak)" "$r"
 }
 
+# The cluster figures (tests/bench/cluster_figures.py starts local clusters with scripts/cluster.sh).
+run_cluster() {
+  local which=("$@") out line
+  out=$(python3 tests/bench/cluster_figures.py "${which[@]}")
+  while IFS= read -r line; do
+    case "$(jq -r .measure <<<"$line")" in
+      placement)
+        figure cluster_placement_overhead "$(jqv "$line" .overhead_p50_us)" "us p50" \
+          "<= 300 (remote p50 $(jqv "$line" .remote_p50_ms) ms vs local $(jqv "$line" .local_p50_ms) ms, submit+wait over HTTP)" \
+          "$(jq -c '. + {figure:"cluster_placement_overhead", target_us:300}' <<<"$line")" ;;
+      throughput)
+        figure cluster_throughput_ratio "$(jqv "$line" .ratio)" "x 1 node" \
+          ">= 2.0 (3 nodes $(jqv "$line" .three_nodes.tasks_per_second) vs 1 node $(jqv "$line" .single_node.tasks_per_second) tasks/s on $(jqv "$line" .cores) cores)" \
+          "$(jq -c '. + {figure:"cluster_throughput_ratio", target_ratio:2.0}' <<<"$line")" ;;
+      failover)
+        figure cluster_kill_detection "$(jqv "$line" .detection_seconds)" "s" "<= 1 (kill -9 seen by another node)" \
+          "$(jq -c '{figure:"cluster_kill_detection", detection_seconds, target_seconds:1}' <<<"$line")"
+        figure cluster_kill_reassign "$(jqv "$line" .reassign_seconds)" "s" \
+          "(measured; down_after_ms 5000; all $(jqv "$line" .tasks) tasks completed after $(jqv "$line" .all_completed_seconds) s)" \
+          "$(jq -c '. + {figure:"cluster_kill_reassign"}' <<<"$line")" ;;
+    esac
+  done <<<"$out"
+}
+
 want=("$@")
 [ ${#want[@]} -eq 0 ] && want=(caf_request_response tasks_inproc tasks_http pending_memory restart_recovery metrics_scrape auth_overhead breaker_overhead
-                               durable)
+                               durable cluster)
 for f in "${want[@]}"; do
   case "$f" in
     caf_request_response) run_caf ;;
@@ -197,6 +223,10 @@ for f in "${want[@]}"; do
     auth_overhead) run_auth ;;
     breaker_overhead) run_breakers ;;
     durable|pg_tasks_durable|sqlite_tasks_durable|pg_enqueue_start_latency) run_durable ;;
+    cluster) run_cluster placement throughput failover ;;
+    cluster_placement_overhead) run_cluster placement ;;
+    cluster_throughput_ratio) run_cluster throughput ;;
+    cluster_kill_detection|cluster_kill_reassign) run_cluster failover ;;
     *) echo "bench: unknown figure $f" ;;
   esac
 done

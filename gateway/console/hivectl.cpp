@@ -169,6 +169,10 @@ int main(int argc, char** argv) {
   auto* task = app.add_subcommand("task", "show one task");
   task->add_option("id", task_id, "task id")->required();
   auto* supervisors = app.add_subcommand("supervisors", "the supervision tree with each child's restarts");
+  auto* nodes = app.add_subcommand("nodes", "cluster members: status, role, agents, running tasks, heartbeat age");
+  auto* leave = app.add_subcommand("leave", "ask a cluster member to leave: it drains and stops (admin)");
+  std::string leave_name;
+  leave->add_option("name", leave_name, "node name, as `hivectl nodes` shows it")->required();
   auto* breakers = app.add_subcommand("breakers", "circuit breakers: state, failures, last transition");
   std::string breaker_state;
   breakers->add_option("--state", breaker_state, "closed|open|half_open");
@@ -216,11 +220,11 @@ int main(int argc, char** argv) {
       for (const auto& a : d["agents"]) {
         std::string caps;
         for (const auto& c : a["capabilities"]) caps += (caps.empty() ? "" : ",") + cell(c["name"]) + ":" + cell(c["proficiency"]);
-        rows.push_back({cell(a["id"]), cell(a["name"]), cell(a["type"]), cell(a["state"]),
+        rows.push_back({cell(a["id"]), cell(a["name"]), cell(a["type"]), cell(a["node"]), cell(a["state"]),
                         cell(a["running_tasks"]) + "/" + cell(a["max_concurrent_tasks"]), cell(a["tasks_completed"]),
                         cell(a["tasks_failed"]), caps});
       }
-      table({"ID", "NAME", "TYPE", "STATE", "LOAD", "DONE", "FAILED", "CAPABILITIES"}, rows);
+      table({"ID", "NAME", "TYPE", "NODE", "STATE", "LOAD", "DONE", "FAILED", "CAPABILITIES"}, rows);
     });
   }
   if (*tasks) {
@@ -238,6 +242,20 @@ int main(int argc, char** argv) {
   }
   if (*task) return show(o, call(o, "GET", "/api/tasks/" + task_id), print_task);
   if (*supervisors) return show(o, call(o, "GET", "/api/supervisors"), [](const json& d) { print_tree(d["root"], 0); });
+  if (*nodes) {
+    return show(o, call(o, "GET", "/api/cluster/nodes"), [](const json& d) {
+      std::vector<std::vector<std::string>> rows;
+      for (const auto& n : d["nodes"]) {
+        auto age = n["self"].get<bool>() ? std::string("self") : cell(n["last_heartbeat_age_ms"]) + " ms ago";
+        rows.push_back({cell(n["name"]), cell(n["status"]), cell(n["role"]), cell(n["http_address"]), cell(n["agents"]),
+                        cell(n["running_tasks"]), cell(n["queued_tasks"]), age});
+      }
+      table({"NODE", "STATUS", "ROLE", "HTTP", "AGENTS", "RUNNING", "QUEUED", "HEARTBEAT"}, rows);
+    });
+  }
+  if (*leave)
+    return show(o, call(o, "POST", "/api/cluster/nodes/" + leave_name + "/leave"),
+                [](const json& d) { std::cout << cell(d["name"]) << ": " << cell(d["message"]) << "\n"; });
   if (*breakers) {
     return show(o, call(o, "GET", "/api/breakers" + (breaker_state.empty() ? "" : "?state=" + breaker_state)), [](const json& d) {
       std::vector<std::vector<std::string>> rows;

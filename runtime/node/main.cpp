@@ -101,6 +101,13 @@ int run_check(const config::LoadResult& loaded) {
     else
       std::cout << "  database: " << detail << "\n";
     std::cout << "  actor scheduler: " << cfg.scheduler_threads() << " threads, " << cfg.performance.scheduler_policy << "\n";
+    if (cfg.cluster.enabled) {
+      std::cout << "  cluster: node " << node_name(cfg) << " on " << cfg.cluster.host << ":" << cfg.cluster.port << ", "
+                << cfg.cluster.seeds.size() << " seeds\n";
+      if (!db_path.empty())
+        std::cout << "  warning: a cluster on SQLite: each node keeps the tasks it accepted in its own file, so the cluster "
+                     "does not survive the loss of a node's disk (use PostgreSQL: [database] url = \"postgresql://...\")\n";
+    }
   }
   if (problems.empty()) {
     std::cout << "OK\n";

@@ -114,6 +114,23 @@ BOOST_AUTO_TEST_CASE(executor_allow_lists_and_supervision_are_read_from_nested_s
   BOOST_TEST(bad.problems[0].find("absolute") != std::string::npos);
 }
 
+BOOST_AUTO_TEST_CASE(cluster_keys_seeds_and_timing_rules) {
+  auto r = load_text("[cluster]\nenabled = true\nnode_name = \"n1\"\nport = 4101\nseeds = [\"10.0.0.5:4001\"]\n",
+                     {{"HIVE_CLUSTER__SEEDS", "a:4001, b:4002"}});
+  BOOST_TEST(r.ok());
+  BOOST_TEST(r.config.cluster.enabled);
+  BOOST_TEST(r.config.cluster.node_name == "n1");
+  BOOST_TEST(r.config.cluster.port == 4101);
+  BOOST_TEST(r.config.cluster.seeds.size() == 2u);  // the environment's comma-separated list wins
+  BOOST_TEST(r.config.cluster.seeds.at(1) == "b:4002");
+  BOOST_TEST(r.config.cluster.heartbeat_interval_ms == 500);
+  auto bad = load_text("[cluster]\nseeds = [\"no-port\"]\nnode_name = \"has space\"\nadvertise_host = \"\"\n");
+  BOOST_TEST(bad.problems.size() == 2u);
+  auto timing = load_text("[cluster]\nheartbeat_interval_ms = 1000\nfailure_timeout_ms = 1500\ndown_after_ms = 1000\n");
+  BOOST_TEST(timing.problems.size() == 2u);
+  BOOST_TEST(timing.problems[0].find("twice heartbeat_interval_ms") != std::string::npos);
+}
+
 BOOST_AUTO_TEST_CASE(environment_overrides_with_double_underscores_and_aliases) {
   auto r = load_text("[server]\nport = 4000\n", {{"HIVE_SERVER__PORT", "4100"},
                                                   {"HIVE_SERVER__HOST", "127.0.0.1"},
