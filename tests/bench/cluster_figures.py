@@ -6,8 +6,8 @@
 placement   2 nodes: submit-to-completion latency of an echo task whose only fitting agent
             is on the node it was sent to (local) and on the other node (remote), interleaved;
             the cross-node overhead is the difference of the medians.
-throughput  the tasks_inproc workload (echo tasks, in batches of 500) through the gateways of
-            one node and of three nodes (each on its own SQLite file), clients round-robin over
+throughput  the tasks_inproc workload (echo tasks, in batches of 500; 8 agents x 32 slots per node)
+            through the gateways of one node and of three nodes (each on its own SQLite file), clients round-robin over
             the gateways; tasks/s from the first submission to the last completion.
 failover    3 nodes on one PostgreSQL: 300 sleep tasks accepted by n3, n3 killed with -9;
             how long until n1 sees n3 unreachable, until no unfinished task is n3's any more,
@@ -43,9 +43,9 @@ def port_open(port):
 
 
 class Cluster:
-    def __init__(self, n, postgres=False):
+    def __init__(self, n, postgres=False, env=None):
         self.dir = tempfile.mkdtemp(prefix="hub-cluster-bench.")
-        self.env = dict(os.environ, HUB_CLUSTER_DIR=self.dir)
+        self.env = dict(os.environ, HUB_CLUSTER_DIR=self.dir, **(env or {}))
         self.http_base, self.cluster_base = free_base(), free_base()
         args = [os.path.join(ROOT, "scripts/cluster.sh"), "start", str(n), "--http-base", str(self.http_base),
                 "--cluster-base", str(self.cluster_base)] + (["--postgres"] if postgres else [])
@@ -177,7 +177,8 @@ def throughput():
     total = int(os.environ.get("BENCH_CLUSTER_TASKS", "30000"))
     results = {}
     for n in (1, 3):
-        c = Cluster(n)
+        # The agents of tasks_inproc (hub_bench): 8 workers x 32 slots per node.
+        c = Cluster(n, env={"HIVE_AGENTS__DEFAULT_POOL": "worker:general:8", "HIVE_AGENTS__DEFAULT_MAX_CONCURRENT_TASKS": "32"})
         try:
             results[n] = run_load([c.port(i) for i in range(1, n + 1)], total)
         finally:
