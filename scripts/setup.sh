@@ -5,7 +5,7 @@ set -euo pipefail
 
 BUILD_PACKAGES=(
   build-essential cmake ninja-build ccache pkg-config git
-  libcaf-dev libprotobuf-dev protobuf-compiler libpq-dev libsqlite3-dev libspdlog-dev
+  libcaf-dev libopenblas-dev libprotobuf-dev protobuf-compiler libpq-dev libsqlite3-dev libspdlog-dev
   libtoml11-dev libcpp-httplib-dev libboost-test-dev nlohmann-json3-dev libjwt-dev
   libcli11-dev libssl-dev libsodium-dev
 )
