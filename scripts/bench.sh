@@ -7,6 +7,7 @@
 #          50000; a throw-away PostgreSQL server, pgbench insert-only TPS beside it)
 #          cluster = cluster_placement_overhead cluster_throughput_ratio cluster_kill_detection cluster_kill_reassign
 #          (local clusters via scripts/cluster.sh; BENCH_CLUSTER_TASKS, default 30000)
+#          mlp_train (+ mlp_train_cuda on a machine with a GPU; BENCH_MLP_SECONDS, default 10)
 # Scale with BENCH_TASKS (tasks_inproc, default 200000), BENCH_PENDING (default 1000000),
 # BENCH_RECOVERY (default 1000000), BENCH_SECONDS (wrk duration, default 10).
 set -uo pipefail
@@ -185,6 +186,21 @@ run_durable() {
   figure pg_enqueue_start_p99 "$(jqv "$r" .p99_ms)" "ms" "<= 20 (p50 $(jqv "$r" .p50_ms) ms at $(jqv "$r" .rate_per_second) tasks/s = 50 % of peak)" "$r"
 }
 
+# The numeric figure of the neural engine: training throughput next to the BLAS ceiling.
+run_mlp() {
+  local r
+  r=$(build/neural_bench mlp_train cpu "${BENCH_MLP_SECONDS:-10}")
+  figure mlp_train "$(printf %.0f "$(jqv "$r" .samples_per_second)")" "samples/s" \
+    ">= 60% of sgemm: $(printf %.1f "$(jqv "$r" .training_gflops)") of $(printf %.1f "$(jqv "$r" .sgemm_gflops)") GFLOP/s = $(printf %.2f "$(jqv "$r" .ratio_to_sgemm)") ($(jqv "$r" .backend))" "$r"
+  r=$(build/neural_bench mlp_train cuda "${BENCH_MLP_SECONDS:-10}")
+  if [ "$(jqv "$r" '.skipped // empty')" != "" ]; then
+    echo "bench: mlp_train_cuda skipped: $(jqv "$r" .skipped)"
+  else
+    figure mlp_train_cuda "$(printf %.0f "$(jqv "$r" .samples_per_second)")" "samples/s" \
+      ">= 50% of cuBLAS sgemm: $(printf %.1f "$(jqv "$r" .training_gflops)") of $(printf %.1f "$(jqv "$r" .sgemm_gflops)") GFLOP/s = $(printf %.2f "$(jqv "$r" .ratio_to_sgemm)") ($(jqv "$r" .backend))" "$r"
+  fi
+}
+
 # The cluster figures (tests/bench/cluster_figures.py starts local clusters with scripts/cluster.sh).
 run_cluster() {
   local which=("$@") out line
@@ -211,7 +227,7 @@ run_cluster() {
 
 want=("$@")
 [ ${#want[@]} -eq 0 ] && want=(caf_request_response tasks_inproc tasks_http pending_memory restart_recovery metrics_scrape auth_overhead breaker_overhead
-                               durable cluster)
+                               durable cluster mlp_train)
 for f in "${want[@]}"; do
   case "$f" in
     caf_request_response) run_caf ;;
@@ -224,6 +240,7 @@ for f in "${want[@]}"; do
     breaker_overhead) run_breakers ;;
     durable|pg_tasks_durable|sqlite_tasks_durable|pg_enqueue_start_latency) run_durable ;;
     cluster) run_cluster placement throughput failover ;;
+    mlp_train|mlp_train_cuda) run_mlp ;;
     cluster_placement_overhead) run_cluster placement ;;
     cluster_throughput_ratio) run_cluster throughput ;;
     cluster_kill_detection|cluster_kill_reassign) run_cluster failover ;;

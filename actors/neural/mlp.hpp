@@ -83,6 +83,12 @@ bool gpu_available(GpuInfo* info = nullptr, std::string* why = nullptr);
 std::string save_model(const Mlp& model);
 std::unique_ptr<Mlp> load_model(const std::string& bytes, bool want_gpu, std::string* error);
 
+// The matrix-product ceiling of a backend: GFLOP/s of an n x n x n sgemm (OpenBLAS on the
+// CPU, cuBLAS on the GPU), averaged over `repeats` products after a warm-up.
+double sgemm_gflops(bool gpu, int n, int repeats);
+// Waits for queued GPU work (no-op on the CPU), for timing.
+void synchronize(bool gpu);
+
 // Parameter initialisation shared by the backends (so CPU and CUDA start from the same point):
 // Glorot-uniform weights from the spec's seed, zero biases.
 std::vector<float> initial_parameters(const MlpSpec& spec);
