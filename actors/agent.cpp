@@ -1,4 +1,5 @@
 #include "actors/agent.hpp"
+#include "actors/neural/worker.hpp"
 
 #include "actors/task_protocol.hpp"
 #include "runtime/clock.hpp"
@@ -26,7 +27,8 @@ using runtime::AgentRecord;
 using runtime::TaskRecord;
 
 bool is_builtin_handler(const std::string& type) {
-  return type == "echo" || type == "sleep" || type == "fail" || type == "hash" || type == "crash";
+  return type == "echo" || type == "sleep" || type == "fail" || type == "hash" || type == "crash" ||
+         is_neural_task_type(type);
 }
 
 std::string agent_breaker_id(const std::string& agent_id) { return "agent:" + agent_id; }
@@ -183,6 +185,19 @@ bool run_builtin(AgentActor* self, const TaskRecord& task, Outcome& out) {
     out.ok = true;
     out.result_json = R"({"survived":true})";
     return true;
+  }
+  if (is_neural_task_type(task.type)) {
+    // Numeric work runs on the neural workers (detached threads), never here.
+    auto neural = self->state.options.neural;
+    if (!neural) {
+      out = failure("failed", "neural workers are off on this node ([neural] workers = 0)", false);
+      return true;
+    }
+    auto id = task.id;
+    self->request(neural, caf::infinite, neural_job_atom::value, task.id, task.type, task.payload_json)
+        .then([=](Outcome& o) { finish(self, id, std::move(o)); },
+              [=](caf::error& err) { finish(self, id, failure("crashed", "the neural pool stopped: " + self->system().render(err))); });
+    return false;
   }
   if (task.type == "echo") {
     out.ok = true;
@@ -342,7 +357,7 @@ caf::behavior agent_actor(AgentActor* self, AgentRecord record, caf::actor sched
         } else {
           finish(self, task.id,
                  failure("no_executor", "no builtin handler for task type \"" + task.type +
-                                            "\" (echo, sleep, fail, hash); give the agent an exec or http executor",
+                                            "\" (echo, sleep, fail, hash, neural.train, neural.infer); give the agent an exec or http executor",
                          false));
         }
         return caf::delegated<Outcome>{};

@@ -19,6 +19,7 @@ struct AgentOptions {
   ExecutorPolicy executors;
   runtime::BreakerPolicy breaker;
   bool fault_injection = false;  // the builtin "crash" task type throws
+  caf::actor neural;             // the neural pool (neural.train / neural.infer tasks); null: off
 };
 
 // The breaker ids of an agent: its own, and its executor endpoint's ("" for builtin).

@@ -77,6 +77,7 @@ struct MonitoringConfig {
 };
 
 struct NeuralConfig {
+  int workers = 1;  // neural worker actors (detached threads); 0: neural jobs are refused
   std::string mode = "basic";
   bool gpu_enabled = false;
   double learning_rate = 0.01;

@@ -1,6 +1,7 @@
 // The operator API: agents, tasks and the hive's status. Reads come from the store (the
 // durable truth), changes go to the scheduler actor; every refusal is an ApiError.
 #include "actors/task_protocol.hpp"
+#include "actors/neural/worker.hpp"
 #include "gateway/context.hpp"
 #include "gateway/model.hpp"
 #include "runtime/clock.hpp"
@@ -74,11 +75,25 @@ std::optional<ApiError> over_memory_limit(const Context& ctx) {
                   {}, 5};
 }
 
+json model_view(const runtime::ModelRecord& m) {
+  auto parse = [](const std::string& text) { return json::parse(text, nullptr, false); };
+  return {{"name", m.name},
+          {"kind", m.kind},
+          {"spec", parse(m.spec_json)},
+          {"metadata", parse(m.metadata_json)},
+          {"metrics", parse(m.metrics_json)},
+          {"size_bytes", m.size_bytes},
+          {"created_at", runtime::rfc3339(m.created_at)},
+          {"updated_at", runtime::rfc3339(m.updated_at)}};
+}
+
 json task_with_events(Context& ctx, const TaskRecord& t) {
   auto view = task_view(t);
   json events = json::array();
   for (const auto& e : ctx.store->task_events(t.id)) events.push_back(event_view(e));
   view["events"] = std::move(events);
+  if (view.value("status", "") == "running")
+    if (auto progress = actors::job_progress(view.value("id", ""))) view["progress"] = json::parse(*progress, nullptr, false);
   return view;
 }
 
@@ -337,6 +352,18 @@ void add_api_routes(Router& router, Context& ctx) {
   router.add("POST", "/api/agents/{id}/pause", [&ctx](Call& c) { agent_action(ctx, c, pause_atom::value); });
   router.add("POST", "/api/agents/{id}/resume", [&ctx](Call& c) { agent_action(ctx, c, resume_atom::value); });
   router.add("GET", "/api/hive/status", [&ctx](Call& c) { hive_status(ctx, c); });
+  router.add("GET", "/api/neural/models", [&ctx](Call& c) {
+    if (!ctx.attached) return send_error(c, ApiError::unavailable("the node is starting", 1));
+    json models = json::array();
+    for (const auto& m : ctx.store->models()) models.push_back(model_view(m));
+    send_data(c, 200, {{"models", models}, {"total", models.size()}});
+  });
+  router.add("GET", "/api/neural/models/{name}", [&ctx](Call& c) {
+    if (!ctx.attached) return send_error(c, ApiError::unavailable("the node is starting", 1));
+    auto m = ctx.store->model(c.path_params.at("name"));
+    if (!m) return send_error(c, ApiError::not_found("no model " + c.path_params.at("name") + " (GET /api/neural/models lists them)"));
+    send_data(c, 200, model_view(*m));
+  });
 }
 
 }  // namespace hub::gateway

@@ -1,5 +1,6 @@
 // /metrics (Prometheus text for scrapers, the JSON envelope for people), /api/resources
 // and /api/monitoring/alerts: every figure measured, none made up.
+#include "actors/neural/mlp.hpp"
 #include "gateway/context.hpp"
 #include "runtime/clock.hpp"
 #include "runtime/metrics.hpp"
@@ -12,6 +13,16 @@
 
 namespace hub::gateway {
 namespace {
+
+// The GPU the neural workers can use, or null (DESIGN: a metric shows a measured value or is absent).
+json gpu_json() {
+  neural::GpuInfo gpu;
+  if (!neural::gpu_available(&gpu)) return nullptr;
+  return {{"name", gpu.name},
+          {"memory_bytes", gpu.memory_bytes},
+          {"compute_capability", std::to_string(gpu.compute_major) + "." + std::to_string(gpu.compute_minor)}};
+}
+
 
 namespace m = runtime::metrics::names;
 using runtime::metrics::Registry;
@@ -168,7 +179,7 @@ void add_monitoring_routes(Router& router, Context& ctx) {
                  {"data_dir", ctx.deps.config->server.data_dir},
                  {"last_updated", runtime::rfc3339(s.at_ms)}}},
                {"hardware_class", hardware_class(s.cpu_cores, s.memory_total_bytes)},
-               {"gpu", nullptr}});
+               {"gpu", gpu_json()}});
   });
   router.add("GET", "/api/monitoring/alerts", [&ctx](Call& call) {
     json active = json::array(), resolved = json::array();

@@ -1,4 +1,5 @@
 // /health, /livez, /readyz: open, cheap, and honest about what is and is not working.
+#include "actors/neural/mlp.hpp"
 #include "gateway/context.hpp"
 #include "runtime/breaker.hpp"
 #include "runtime/clock.hpp"
@@ -94,7 +95,17 @@ json components(Context& ctx) {
                                       : "";
     out["cluster"] = component(reason.empty() ? "healthy" : "degraded", cluster, reason);
   }
-  out["neural"] = component("disabled", {{"workers", 0}}, "neural workers arrive with issue #8");
+  {
+    const auto& n = cfg.neural;
+    neural::GpuInfo gpu;
+    std::string why;
+    bool has_gpu = n.gpu_enabled && neural::gpu_available(&gpu, &why);
+    json figures = {{"workers", n.workers}, {"backend", has_gpu ? "cuda: " + gpu.name : std::string("cpu")}, {"mode", n.mode}};
+    if (n.workers == 0)
+      out["neural"] = component("disabled", figures, "[neural] workers = 0: neural.train and neural.infer tasks fail");
+    else
+      out["neural"] = component("healthy", figures, n.gpu_enabled && !has_gpu ? "gpu_enabled, but on the CPU: " + why : "");
+  }
   int open_breakers = 0, half_open = 0, breakers = 0;
   std::string open_ids;
   for (const auto& b : runtime::BreakerRegistry::global().list(runtime::now_ms())) {

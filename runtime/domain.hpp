@@ -95,6 +95,20 @@ struct UserRecord {
   int64_t created_at = 0;
 };
 
+// A trained model (neural jobs): its bytes as the neural engine saved them, and what it
+// needs besides (feature columns, normalisation, class labels) as JSON text.
+struct ModelRecord {
+  std::string name;
+  std::string kind = "mlp";
+  std::string spec_json = "{}";
+  std::string metadata_json = "{}";
+  std::string metrics_json = "{}";
+  std::string data;  // bytes; empty in listings
+  int64_t size_bytes = 0;
+  int64_t created_at = 0;
+  int64_t updated_at = 0;
+};
+
 // Everything one group commit writes: all of it or nothing.
 struct WriteBatch {
   std::vector<TaskRecord> tasks;         // full upserts, by id (new or re-submitted tasks)

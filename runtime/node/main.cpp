@@ -1,6 +1,8 @@
 // The composition root of a node: wires config, logging, the store, the actor system, the
 // actors and the HTTP gateway, and runs the lifecycle (start, ready, drain, stop). The only
 // place that sees every module.
+#include "actors/neural/worker.hpp"
+#include "actors/supervisor.hpp"
 #include "actors/scheduler.hpp"
 #include "actors/task_protocol.hpp"
 #include "config/config.hpp"
@@ -257,10 +259,15 @@ int run_node(const config::LoadResult& loaded) {
   options.default_agent_concurrency = cfg.agents.default_max_concurrent_tasks;
   options.default_pool = cfg.agents.default_pool;
   options.lease_ms = int64_t(cfg.tasks.lease_seconds) * 1000;
-  options.agent_options = {actors::executor_policy(cfg.agents), breakers, cfg.agents.fault_injection};
+  actors::NeuralOptions neural_options{cfg.neural.workers, cfg.neural.gpu_enabled, float(cfg.neural.learning_rate),
+                                       cfg.server.data_dir, &store};
+  auto neural_pool = actors::spawn_neural_pool(system, neural_options);
+  options.agent_options = {actors::executor_policy(cfg.agents), breakers, cfg.agents.fault_injection, neural_pool};
   actors::SupervisionOptions supervision{cfg.supervision.strategy, cfg.supervision.max_restarts,
                                          int64_t(cfg.supervision.restart_period_seconds) * 1000};
   auto node_actors = actors::spawn_node_actors(system, options, supervision, store_actor);
+  // The neural pool restarts its own workers; its crash (it only dispatches) escalates.
+  caf::anon_send(node_actors.root, actors::adopt_atom::value, actors::ChildSpec{"neural", "supervisor", {}, true}, neural_pool);
   auto scheduler = node_actors.scheduler;
   // The root supervisor gives up only when the node cannot go on (its scheduler crashed, or
   // restarts kept failing): stop in order and exit 1, so the service manager restarts it.

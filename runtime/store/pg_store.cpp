@@ -52,6 +52,12 @@ ALTER TABLE tasks ADD COLUMN lease_owner TEXT;
 ALTER TABLE tasks ADD COLUMN lease_expires_at TIMESTAMPTZ;
 CREATE INDEX idx_tasks_lease ON tasks(lease_expires_at) WHERE status IN ('pending', 'assigned', 'running');
 )sql",
+    R"sql(
+CREATE TABLE models (
+  name TEXT PRIMARY KEY, kind TEXT NOT NULL, spec JSONB NOT NULL, metadata JSONB NOT NULL, metrics JSONB NOT NULL,
+  data TEXT NOT NULL, size_bytes BIGINT NOT NULL, created_at TIMESTAMPTZ NOT NULL, updated_at TIMESTAMPTZ NOT NULL
+);
+)sql",
 };
 
 // Epoch milliseconds of a timestamptz column, for SELECT lists.
@@ -596,6 +602,43 @@ std::optional<StoreError> PgStore::put_user(const UserRecord& u) {
                              Params().add(u.username).add(u.password_hash).add(u.role).add(rfc3339(u.created_at)));
   if (!r.ok()) return StoreError{"io", impl_->auth->error()};
   return std::nullopt;
+}
+
+std::optional<StoreError> PgStore::put_model(const ModelRecord& m) {
+  std::lock_guard<std::mutex> lock(impl_->auth_mutex);
+  if (auto why = impl_->auth->ensure(); !why.empty()) return StoreError{"unavailable", why};
+  auto r = impl_->auth->exec(
+      "INSERT INTO models(name, kind, spec, metadata, metrics, data, size_bytes, created_at, updated_at) VALUES ($1, $2, "
+      "$3::jsonb, $4::jsonb, $5::jsonb, $6, $7, $8, $9) ON CONFLICT (name) DO UPDATE SET kind = EXCLUDED.kind, spec = "
+      "EXCLUDED.spec, metadata = EXCLUDED.metadata, metrics = EXCLUDED.metrics, data = EXCLUDED.data, size_bytes = "
+      "EXCLUDED.size_bytes, updated_at = EXCLUDED.updated_at",
+      Params().add(m.name).add(m.kind).add(m.spec_json).add(m.metadata_json).add(m.metrics_json).add(base64_encode(m.data))
+          .add(std::to_string(m.data.size())).add(rfc3339(m.created_at)).add(rfc3339(m.updated_at)));
+  if (!r.ok()) return StoreError{"io", impl_->auth->error()};
+  return std::nullopt;
+}
+
+namespace {
+const std::string kModelColumns = "name, kind, spec::text, metadata::text, metrics::text, size_bytes, " + ms("created_at") +
+                                  ", " + ms("updated_at");
+}
+
+std::optional<ModelRecord> PgStore::model(const std::string& name) {
+  auto r = impl_->query("SELECT " + kModelColumns + ", data FROM models WHERE name = $1", Params().add(name));
+  if (r.rows() == 0) return std::nullopt;
+  ModelRecord m{r.text(0, 0), r.text(0, 1), r.text(0, 2), r.text(0, 3), r.text(0, 4), {}, r.integer(0, 5), r.integer(0, 6),
+                r.integer(0, 7)};
+  base64_decode(r.text(0, 8), m.data);
+  return m;
+}
+
+std::vector<ModelRecord> PgStore::models() {
+  auto r = impl_->query("SELECT " + kModelColumns + " FROM models ORDER BY name");
+  std::vector<ModelRecord> out;
+  for (int i = 0; i < r.rows(); ++i)
+    out.push_back({r.text(i, 0), r.text(i, 1), r.text(i, 2), r.text(i, 3), r.text(i, 4), {}, r.integer(i, 5), r.integer(i, 6),
+                   r.integer(i, 7)});
+  return out;
 }
 
 std::optional<UserRecord> PgStore::user(const std::string& username) {

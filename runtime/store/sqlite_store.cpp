@@ -106,6 +106,13 @@ ALTER TABLE tasks ADD COLUMN lease_owner TEXT;
 ALTER TABLE tasks ADD COLUMN lease_expires_at TEXT;
 CREATE INDEX idx_tasks_lease ON tasks(lease_expires_at) WHERE status IN ('pending', 'assigned', 'running');
 )sql",
+    // 4: trained models (neural jobs); the bytes as base64 text.
+    R"sql(
+CREATE TABLE models (
+  name TEXT PRIMARY KEY, kind TEXT NOT NULL, spec TEXT NOT NULL, metadata TEXT NOT NULL, metrics TEXT NOT NULL,
+  data TEXT NOT NULL, size_bytes INTEGER NOT NULL, created_at TEXT NOT NULL, updated_at TEXT NOT NULL
+);
+)sql",
 };
 
 class Db {
@@ -706,6 +713,60 @@ void SqliteStore::revoke_refresh_token(const std::string& hash) {
     sqlite3_step(s.get());
     return 0;
   });
+}
+
+std::optional<StoreError> SqliteStore::put_model(const ModelRecord& m) {
+  return with_auth_db(impl_->auth_mutex, impl_->auth_db, impl_->path, impl_->busy_timeout_ms,
+                      [&](sqlite3* db) -> std::optional<StoreError> {
+                        Stmt s(db,
+                               "INSERT INTO models(name, kind, spec, metadata, metrics, data, size_bytes, created_at, updated_at) "
+                               "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) ON CONFLICT(name) DO UPDATE SET kind = excluded.kind, "
+                               "spec = excluded.spec, metadata = excluded.metadata, metrics = excluded.metrics, data = "
+                               "excluded.data, size_bytes = excluded.size_bytes, updated_at = excluded.updated_at");
+                        s.text(1, m.name);
+                        s.text(2, m.kind);
+                        s.text(3, m.spec_json);
+                        s.text(4, m.metadata_json);
+                        s.text(5, m.metrics_json);
+                        s.text(6, base64_encode(m.data));
+                        s.integer(7, int64_t(m.data.size()));
+                        s.text(8, rfc3339(m.created_at));
+                        s.text(9, rfc3339(m.updated_at));
+                        if (sqlite3_step(s.get()) != SQLITE_DONE) return StoreError{"io", sqlite3_errmsg(db)};
+                        return std::nullopt;
+                      });
+}
+
+namespace {
+ModelRecord read_model(sqlite3_stmt* s, bool with_data) {
+  ModelRecord m;
+  m.name = column_text(s, 0);
+  m.kind = column_text(s, 1);
+  m.spec_json = column_text(s, 2);
+  m.metadata_json = column_text(s, 3);
+  m.metrics_json = column_text(s, 4);
+  m.size_bytes = sqlite3_column_int64(s, 5);
+  m.created_at = column_time(s, 6);
+  m.updated_at = column_time(s, 7);
+  if (with_data) base64_decode(column_text(s, 8), m.data);
+  return m;
+}
+}  // namespace
+
+std::optional<ModelRecord> SqliteStore::model(const std::string& name) {
+  auto db = impl_->reader();
+  Stmt s(db.get(), "SELECT name, kind, spec, metadata, metrics, size_bytes, created_at, updated_at, data FROM models WHERE name = ?1");
+  s.text(1, name);
+  if (sqlite3_step(s.get()) != SQLITE_ROW) return std::nullopt;
+  return read_model(s.get(), true);
+}
+
+std::vector<ModelRecord> SqliteStore::models() {
+  auto db = impl_->reader();
+  Stmt s(db.get(), "SELECT name, kind, spec, metadata, metrics, size_bytes, created_at, updated_at FROM models ORDER BY name");
+  std::vector<ModelRecord> out;
+  while (sqlite3_step(s.get()) == SQLITE_ROW) out.push_back(read_model(s.get(), false));
+  return out;
 }
 
 std::vector<AuditEntry> SqliteStore::audit_log(int limit, int offset, int64_t& total) {

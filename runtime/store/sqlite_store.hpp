@@ -39,6 +39,9 @@ class SqliteStore final : public Store {
   std::optional<std::string> consume_refresh_token(const std::string& token_hash, int64_t now, bool& replayed) override;
   void revoke_refresh_token(const std::string& token_hash) override;
   std::vector<AuditEntry> audit_log(int limit, int offset, int64_t& total) override;
+  std::optional<StoreError> put_model(const ModelRecord& model) override;
+  std::optional<ModelRecord> model(const std::string& name) override;
+  std::vector<ModelRecord> models() override;
 
  private:
   struct Impl;

@@ -6,6 +6,7 @@
 #include <libpq-fe.h>
 #include <sqlite3.h>
 
+#include <algorithm>
 #include <filesystem>
 
 namespace hub::runtime {
@@ -111,6 +112,55 @@ std::string probe_database(const std::string& url, int timeout_seconds, std::str
   sqlite3_close_v2(db);
   if (why.empty()) detail = "SQLite " + std::string(sqlite3_libversion()) + ", " + path + " (readable)";
   return why;
+}
+
+namespace {
+constexpr char kAlphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+}
+
+std::string base64_encode(const std::string& in) {
+  std::string out;
+  out.reserve((in.size() + 2) / 3 * 4);
+  size_t i = 0;
+  for (; i + 2 < in.size(); i += 3) {
+    uint32_t v = uint32_t(uint8_t(in[i])) << 16 | uint32_t(uint8_t(in[i + 1])) << 8 | uint8_t(in[i + 2]);
+    for (int s = 18; s >= 0; s -= 6) out += kAlphabet[(v >> s) & 63];
+  }
+  if (i < in.size()) {
+    uint32_t v = uint32_t(uint8_t(in[i])) << 16 | (i + 1 < in.size() ? uint32_t(uint8_t(in[i + 1])) << 8 : 0);
+    out += kAlphabet[(v >> 18) & 63];
+    out += kAlphabet[(v >> 12) & 63];
+    out += i + 1 < in.size() ? kAlphabet[(v >> 6) & 63] : '=';
+    out += '=';
+  }
+  return out;
+}
+
+bool base64_decode(const std::string& in, std::string& out) {
+  int8_t map[256];
+  std::fill(std::begin(map), std::end(map), int8_t(-1));
+  for (int i = 0; i < 64; ++i) map[uint8_t(kAlphabet[i])] = int8_t(i);
+  if (in.size() % 4) return false;
+  out.clear();
+  out.reserve(in.size() / 4 * 3);
+  for (size_t i = 0; i < in.size(); i += 4) {
+    uint32_t v = 0;
+    int pad = 0;
+    for (int k = 0; k < 4; ++k) {
+      char c = in[i + size_t(k)];
+      if (c == '=' && i + 4 == in.size() && k >= 2) {
+        ++pad;
+        v <<= 6;
+        continue;
+      }
+      if (map[uint8_t(c)] < 0 || pad) return false;
+      v = v << 6 | uint32_t(map[uint8_t(c)]);
+    }
+    out += char(v >> 16 & 255);
+    if (pad < 2) out += char(v >> 8 & 255);
+    if (pad < 1) out += char(v & 255);
+  }
+  return true;
 }
 
 }  // namespace hub::runtime

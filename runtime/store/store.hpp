@@ -100,6 +100,11 @@ class Store {
 
   virtual std::vector<AuditEntry> audit_log(int limit, int offset, int64_t& total) = 0;
 
+  // Trained models: small, synchronous, safe from any thread (a neural worker saves its own).
+  virtual std::optional<StoreError> put_model(const ModelRecord& model) = 0;
+  virtual std::optional<ModelRecord> model(const std::string& name) = 0;  // with its bytes
+  virtual std::vector<ModelRecord> models() = 0;                          // without them
+
  protected:
   int64_t lease_ms_ = 30000;
   std::string node_;
@@ -117,6 +122,10 @@ struct OpenResult {
   std::unique_ptr<Store> store;
   std::optional<StoreError> error;
 };
+
+// Model bytes travel as base64 text in both backends.
+std::string base64_encode(const std::string& bytes);
+bool base64_decode(const std::string& text, std::string& bytes);
 
 // Opens (creating and migrating as needed) the store the URL names.
 OpenResult open_store(const StoreOptions& options);

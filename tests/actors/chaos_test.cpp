@@ -58,7 +58,7 @@ runtime::BreakerPolicy fast_breakers() {
 std::function<void(SchedulerOptions&, SupervisionOptions&)> with(ExecutorPolicy executors, runtime::BreakerPolicy breakers,
                                                                 bool fault_injection = false, int max_restarts = 1000) {
   return [=](SchedulerOptions& o, SupervisionOptions& s) {
-    o.agent_options = {executors, breakers, fault_injection};
+    o.agent_options = {executors, breakers, fault_injection, {}};
     o.default_agent_concurrency = 4;
     o.max_live_tasks = 20000;
     o.max_concurrent_tasks = 256;

@@ -60,7 +60,7 @@ BOOST_FIXTURE_TEST_CASE(migrations_create_the_guide_schema_and_reopen_cleanly, F
   sqlite3_finalize(s);
   sqlite3_prepare_v2(db, "SELECT MAX(version) FROM schema_migrations", -1, &s, nullptr);
   BOOST_TEST(sqlite3_step(s) == SQLITE_ROW);
-  BOOST_TEST(sqlite3_column_int(s, 0) == 3);
+  BOOST_TEST(sqlite3_column_int(s, 0) == 4);
   sqlite3_finalize(s);
   sqlite3_prepare_v2(db, "PRAGMA journal_mode", -1, &s, nullptr);
   sqlite3_step(s);
@@ -209,4 +209,29 @@ BOOST_FIXTURE_TEST_CASE(concurrent_claimers_never_take_the_same_task, Fixture) {
   for (const auto& t : first) ids.insert(t.id);
   for (const auto& t : second) BOOST_TEST(!ids.count(t.id));
   BOOST_TEST(first.size() + second.size() == 200u);
+}
+
+BOOST_FIXTURE_TEST_CASE(models_round_trip_their_bytes_exactly_and_list_without_them, Fixture) {
+  ModelRecord m;
+  m.name = "spirals";
+  m.spec_json = R"({"layers":[2,8,2]})";
+  m.metadata_json = R"({"classes":["a","b"]})";
+  m.metrics_json = R"({"accuracy":0.99})";
+  for (int i = 0; i < 1000; ++i) m.data.push_back(char(i * 37 % 256));  // every byte value, zeros included
+  m.created_at = m.updated_at = 1700000000000;
+  BOOST_REQUIRE(!store->put_model(m));
+  auto back = store->model("spirals");
+  BOOST_REQUIRE(back);
+  BOOST_TEST(back->data == m.data);
+  BOOST_TEST(back->size_bytes == 1000);
+  BOOST_TEST(nlohmann::json::parse(back->metadata_json)["classes"][1] == "b");
+  m.data = "replaced";
+  m.updated_at += 1000;
+  BOOST_REQUIRE(!store->put_model(m));
+  auto listed = store->models();
+  BOOST_REQUIRE_EQUAL(listed.size(), 1u);
+  BOOST_TEST(listed[0].data.empty());
+  BOOST_TEST(listed[0].size_bytes == 8);
+  BOOST_TEST(store->model("spirals")->data == "replaced");
+  BOOST_TEST(!store->model("nope"));
 }
