@@ -17,6 +17,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <atomic>
 #include <random>
 #include <unordered_map>
 
@@ -67,6 +68,7 @@ struct Running {
   std::string handler;  // a builtin handler name, or the executor kind
   int64_t started_ms = 0;
   std::vector<std::string> capabilities;  // the ones this attempt exercises
+  std::string task_type, priority;
   std::shared_ptr<std::atomic<bool>> cancel = std::make_shared<std::atomic<bool>>(false);
 };
 
@@ -147,6 +149,9 @@ void finish(AgentActor* self, const std::string& task_id, Outcome outcome) {
     if (st.endpoint_breaker) st.endpoint_breaker->abandon();
   } else {
     learn(self, running.capabilities, outcome.ok, duration_ms);
+    if (!outcome.not_attempted)
+      self->send(st.scheduler, attempt_done_atom::value, st.record.id, running.task_type, running.priority, outcome.ok,
+                 duration_ms);
     // What the task itself asked for (a builtin "fail", an HTTP 4xx) is not ill health.
     bool healthy = outcome.ok || outcome.error_type == "failed" || !outcome.retryable;
     st.breaker->record(healthy, duration_ms, now);
@@ -228,6 +233,21 @@ bool run_builtin(AgentActor* self, const TaskRecord& task, Outcome& out) {
   ms = std::clamp<int64_t>(ms, 0, 24LL * 3600 * 1000);
   self->delayed_send(self, std::chrono::milliseconds(ms), sleep_done_atom::value, task.id, ms);
   return false;
+}
+
+// The simulated executor (benchmarks of placement): each task type has a hidden success rate
+// and mean duration per agent; outcomes are drawn from them (seeded), answered by a timer.
+void simulate(AgentActor* self, const TaskRecord& task) {
+  auto ex = json::parse(self->state.record.executor_json, nullptr, false);
+  thread_local std::mt19937_64 rng{std::random_device{}()};
+  static std::atomic<uint64_t> draws{0};
+  if (ex.contains("seed") && ex["seed"].is_number_unsigned()) rng.seed(ex["seed"].get<uint64_t>() ^ (draws++ * 0x9e3779b97f4a7c15ULL));
+  const json* p = nullptr;
+  if (ex.contains("profile") && ex["profile"].contains(task.type)) p = &ex["profile"][task.type];
+  double success = p ? p->value("success", 0.9) : 0.9, mean = p ? p->value("mean_ms", 10.0) : 10.0;
+  bool ok = std::uniform_real_distribution<double>(0, 1)(rng) < success;
+  auto ms = int64_t(std::max(0.0, mean * std::uniform_real_distribution<double>(0.5, 1.5)(rng)));
+  self->delayed_send(self, std::chrono::milliseconds(ms), sim_done_atom::value, task.id, ok, ms);
 }
 
 void cancel_attempt(AgentActor* self, const std::string& task_id) {
@@ -344,9 +364,15 @@ caf::behavior agent_actor(AgentActor* self, AgentRecord record, caf::actor sched
         running.handler = st.kind != "builtin" ? st.kind : is_builtin_handler(task.type) ? task.type : "none";
         for (const auto& c : task.required_capabilities) running.capabilities.push_back(c.name);
         running.capabilities.push_back(task.type);
+        running.task_type = task.type;
+        running.priority = task.priority;
         auto cancel = running.cancel;
         st.running[task.id] = std::move(running);
         refresh_state(self);
+        if (st.kind == "simulated") {
+          simulate(self, task);
+          return caf::delegated<Outcome>{};
+        }
         if (st.kind != "builtin") {
           run_in_worker(self, task, cancel);
           return caf::delegated<Outcome>{};
@@ -361,6 +387,13 @@ caf::behavior agent_actor(AgentActor* self, AgentRecord record, caf::actor sched
                          false));
         }
         return caf::delegated<Outcome>{};
+      },
+      [=](sim_done_atom, const std::string& task_id, bool ok, int64_t ms) {
+        Outcome out;
+        out.ok = ok;
+        if (ok) out.result_json = json{{"simulated_ms", ms}}.dump();
+        else out.error_type = "simulated", out.error_message = "the simulated executor drew a failure";
+        finish(self, task_id, std::move(out));
       },
       [=](sleep_done_atom, const std::string& task_id, int64_t ms) {
         Outcome out;

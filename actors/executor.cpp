@@ -374,7 +374,22 @@ std::optional<ExecutorProblem> check_executor(const std::string& executor_json, 
   if (kind == "builtin") return unknown_key(ex, {"kind"});
   if (kind == "exec") return check_exec(ex, policy);
   if (kind == "http") return check_http(ex, policy);
-  return problem("executor.kind", "executor kind \"" + kind + "\" is not known: builtin, exec or http (neural arrives with issue #8)");
+  if (kind == "simulated") {
+    // Benchmarks: {"kind": "simulated", "seed": N, "profile": {"<task type>": {"success": 0..1, "mean_ms": N}}}
+    if (auto p = unknown_key(ex, {"kind", "seed", "profile"})) return p;
+    if (ex.contains("profile")) {
+      if (!ex["profile"].is_object()) return problem("executor.profile", "\"profile\" must map task types to {success, mean_ms}");
+      for (auto it = ex["profile"].begin(); it != ex["profile"].end(); ++it) {
+        const auto& v = it.value();
+        if (!v.is_object() || !v.contains("success") || !v["success"].is_number() || v["success"].get<double>() < 0 ||
+            v["success"].get<double>() > 1 || !v.contains("mean_ms") || !v["mean_ms"].is_number() ||
+            v["mean_ms"].get<double>() < 0 || v["mean_ms"].get<double>() > 600000)
+          return problem("executor.profile." + it.key(), "expected {\"success\": 0..1, \"mean_ms\": 0..600000}");
+      }
+    }
+    return std::nullopt;
+  }
+  return problem("executor.kind", "executor kind \"" + kind + "\" is not known: builtin, exec, http or simulated");
 }
 
 std::string executor_kind(const std::string& executor_json) {

@@ -1,6 +1,7 @@
 #include "actors/scheduler.hpp"
 
 #include "actors/agent.hpp"
+#include "actors/neural/worker.hpp"
 #include "actors/remote_agent.hpp"
 #include "actors/task.hpp"
 #include "actors/supervisor.hpp"
@@ -21,6 +22,8 @@
 #include <spdlog/spdlog.h>
 
 #include <array>
+#include <cmath>
+#include <set>
 #include <list>
 #include <unordered_map>
 
@@ -80,8 +83,31 @@ struct RemoteRun {
   caf::response_promise rp;
 };
 
+// What learned routing knows of one agent, or of one (agent, task type) pair: running means.
+struct RouteStats {
+  double success = 0.5;
+  double log_ms = 0.3;  // log1p(ms) / 10
+  int64_t n = 0;
+  void add(bool ok, int64_t ms) {
+    double a = n < 20 ? 1.0 / double(n + 1) : 0.05;
+    success += a * ((ok ? 1.0 : 0.0) - success);
+    log_ms += a * (std::log1p(double(std::max<int64_t>(0, ms))) / 10.0 - log_ms);
+    ++n;
+  }
+};
+
+constexpr int kRouteFeatures = 16;
+
 struct SchedulerState {
   SchedulerOptions options;
+  // Learned routing ([neural] mode = "advanced").
+  std::unordered_map<std::string, RouteStats> agent_stats;  // by agent id
+  std::unordered_map<std::string, RouteStats> pair_stats;   // by agent id + '\n' + task type
+  std::unordered_map<std::string, std::pair<float, float>> predictions;  // same key: (success, log1p(ms)/10)
+  std::vector<float> route_x, route_y;  // attempts not yet learned from
+  std::set<std::string> task_types;
+  bool routing_in_flight = false;
+  int64_t routing_updates = 0;
   std::unordered_map<std::string, RemoteAgent> remote_agents;
   std::unordered_map<std::string, RemoteNode> remote_nodes;
   std::unordered_map<std::string, RemoteRun> remote_runs;  // task id -> run (for other nodes)
@@ -109,6 +135,30 @@ struct SchedulerState {
 };
 
 using SchedulerActor = caf::stateful_actor<SchedulerState>;
+
+std::string pair_key(const std::string& agent_id, const std::string& type) { return agent_id + '\n' + type; }
+
+// The features of placing a task of `type` on `agent`, from what is known now.
+void route_features(const SchedulerState& st, const AgentEntry& a, const std::string& type, int priority_rank, float* f) {
+  double proficiency = 0;
+  for (const auto& c : a.record.capabilities) proficiency += c.proficiency;
+  proficiency = a.record.capabilities.empty() ? 0.5 : proficiency / double(a.record.capabilities.size());
+  static const RouteStats none;
+  auto as = st.agent_stats.find(a.record.id);
+  auto ps = st.pair_stats.find(pair_key(a.record.id, type));
+  const auto& agent = as == st.agent_stats.end() ? none : as->second;
+  const auto& pair = ps == st.pair_stats.end() ? agent : ps->second;
+  f[0] = float(proficiency);
+  f[1] = float(agent.success);
+  f[2] = float(agent.log_ms);
+  f[3] = float(pair.success);
+  f[4] = float(pair.log_ms);
+  f[5] = float(std::log1p(double(ps == st.pair_stats.end() ? 0 : ps->second.n)) / 5.0);
+  f[6] = float(priority_rank) / 3.0f;
+  f[7] = float(a.reserved) / float(std::max(1, a.record.max_concurrent_tasks));
+  for (int i = 8; i < kRouteFeatures; ++i) f[i] = 0;
+  f[8 + std::hash<std::string>{}(type) % 8] = 1;
+}
 
 bool placeable(const AgentEntry& a, int64_t now_ms) {
   const auto& s = a.record.state;
@@ -166,6 +216,16 @@ AgentEntry* best_agent(SchedulerState& st, const QueuedTask& t, bool& only_avoid
     if (fit < 0) continue;
     double free_share = 1.0 - double(a.reserved) / double(std::max(1, a.record.max_concurrent_tasks));
     double score = 0.7 * fit + 0.3 * free_share;
+    if (st.options.learned_routing) {
+      // Learned: the shortest expected time to a success (duration / chance of success), a
+      // little longer the busier the agent; 1 + the heuristic score only breaks ties.
+      if (auto p = st.predictions.find(pair_key(id, t.type)); p != st.predictions.end()) {
+        double success = std::clamp(double(p->second.first), 0.02, 1.0);
+        double ms = std::max(1.0, std::expm1(double(p->second.second) * 10.0));
+        double expected = ms / success * (1.0 + 0.5 * (1.0 - free_share));
+        score = 2.0 + 1000.0 / (1.0 + expected) + 0.001 * score;
+      }
+    }
     if (score > best_score) best_score = score, best = &a;
   }
   only_avoided = !best && avoided;
@@ -399,6 +459,19 @@ std::string status_json(SchedulerActor* self) {
               {"running", st.running},
               {"live_tasks", st.live.size()},
               {"draining", st.draining},
+              {"routing",
+               {{"mode", st.options.learned_routing ? "advanced" : "basic"},
+                {"model_updates", st.routing_updates},
+                {"predicted_pairs", st.predictions.size()},
+                {"mean_abs_error_success", [&] {
+                   // How far the model's chance of success is from each pair's observed rate.
+                   double sum = 0;
+                   int n = 0;
+                   for (const auto& [key, p] : st.predictions)
+                     if (auto s = st.pair_stats.find(key); s != st.pair_stats.end() && s->second.n >= 10)
+                       sum += std::abs(double(p.first) - s->second.success), ++n;
+                   return n ? sum / n : 0.0;
+                 }()}}},
               {"finished_since_start", st.finished_by_status},
               {"throughput", {{"tasks_last_minute", per_minute}, {"tasks_per_second", double(per_minute) / 60.0}}}}
       .dump();
@@ -626,8 +699,42 @@ caf::error not_here(SchedulerActor* self, const std::string& id) {
   return refusal("conflict", "agent " + id + " runs on node " + r->second.node + ": send this request to that node's API");
 }
 
+// Learns from finished attempts: sends what is new to the neural pool and takes back fresh
+// predictions for every (agent, task type) pair, at most one exchange at a time.
+void refresh_routes(SchedulerActor* self) {
+  auto& st = self->state;
+  auto neural = st.options.agent_options.neural;
+  if (!st.options.learned_routing || !neural || st.routing_in_flight || st.route_y.empty()) return;
+  std::vector<std::string> keys;
+  std::vector<float> queries;
+  for (const auto& [id, a] : st.agents)
+    for (const auto& type : st.task_types) {
+      keys.push_back(pair_key(id, type));
+      queries.resize(queries.size() + kRouteFeatures);
+      route_features(st, a, type, 2, &queries[queries.size() - kRouteFeatures]);
+    }
+  st.routing_in_flight = true;
+  auto x = std::move(st.route_x), y = std::move(st.route_y);
+  st.route_x.clear();
+  st.route_y.clear();
+  self->request(neural, std::chrono::seconds(30), routing_atom::value, int32_t(kRouteFeatures), std::move(x), std::move(y),
+                std::move(queries))
+      .then(
+          [=](std::vector<float>& out) {
+            auto& st = self->state;
+            st.routing_in_flight = false;
+            for (size_t i = 0; i < keys.size() && 2 * i + 1 < out.size(); ++i) st.predictions[keys[i]] = {out[2 * i], out[2 * i + 1]};
+            ++st.routing_updates;
+          },
+          [=](caf::error& err) {
+            self->state.routing_in_flight = false;
+            spdlog::warn("scheduler: learned routing update failed: {}", self->system().render(err));
+          });
+}
+
 caf::behavior scheduler_actor(SchedulerActor* self, SchedulerOptions options, caf::actor store) {
   self->state.options = std::move(options);
+  if (self->state.options.learned_routing) self->send(self, routing_tick_atom::value);
   self->state.store = std::move(store);
   self->send(self, tick_atom::value);
   // Agents and tasks live as long as their scheduler: its exit takes them along.
@@ -708,7 +815,7 @@ caf::behavior scheduler_actor(SchedulerActor* self, SchedulerOptions options, ca
           }
           r.node = st.options.node;
           // Known at once, so no second write: no agent could run this task now.
-          if (!could_ever_run(st, QueuedTask{{}, r.id, 0, r.required_capabilities, {}})) {
+          if (!could_ever_run(st, QueuedTask{{}, r.id, 0, r.required_capabilities, {}, r.type})) {
             r.error_type = "no_matching_agent";
             r.error_message = kNoMatchingAgentMessage;
           }
@@ -872,6 +979,26 @@ caf::behavior scheduler_actor(SchedulerActor* self, SchedulerOptions options, ca
         return live_view(it->second);
       },
       [=](status_atom) { return status_json(self); },
+      [=](attempt_done_atom, const std::string& agent_id, const std::string& type, const std::string& priority, bool ok,
+          int64_t duration_ms) {
+        auto& st = self->state;
+        if (!st.options.learned_routing) return;
+        auto a = st.agents.find(agent_id);
+        if (a == st.agents.end()) return;
+        st.task_types.insert(type);
+        if (st.route_y.size() < 2 * 20000) {
+          st.route_x.resize(st.route_x.size() + kRouteFeatures);
+          route_features(st, a->second, type, std::max(0, runtime::priority_rank(priority)), &st.route_x[st.route_x.size() - kRouteFeatures]);
+          st.route_y.push_back(ok ? 1.0f : 0.0f);
+          st.route_y.push_back(float(std::log1p(double(std::max<int64_t>(0, duration_ms))) / 10.0));
+        }
+        st.agent_stats[agent_id].add(ok, duration_ms);
+        st.pair_stats[pair_key(agent_id, type)].add(ok, duration_ms);
+      },
+      [=](routing_tick_atom) {
+        refresh_routes(self);
+        self->delayed_send(self, std::chrono::milliseconds(200), routing_tick_atom::value);
+      },
       [=](runtime::local_report_atom) { return local_report(self); },
       [=](runtime::cluster_view_atom, std::vector<runtime::PeerView>& views) {
         apply_cluster_view(self, views);

@@ -29,6 +29,10 @@ struct SchedulerOptions {
   AgentOptions agent_options;              // executors, breakers, fault injection
   int64_t lease_ms = 30000;                // task leases: renewed every lease_ms / 3; expired ones claimed
   caf::actor agent_supervisor;             // supervises the agent actors the scheduler starts
+  // [neural] mode = "advanced": the neural pool (agent_options.neural) learns from every
+  // finished attempt to predict, per (agent, task type), the chance of success and the
+  // duration; placement scores by the expected time to a success instead of the heuristic.
+  bool learned_routing = false;
 };
 
 struct SupervisionOptions {

@@ -97,7 +97,7 @@ void save(TaskActor* self) {
 QueuedTask as_queued(TaskActor* self) {
   const auto& r = self->state.record;
   return QueuedTask{caf::actor_cast<caf::actor>(self), r.id, runtime::priority_rank(r.priority), r.required_capabilities,
-                    self->state.avoid_agent};
+                    self->state.avoid_agent, r.type};
 }
 
 void release_agent(TaskActor* self) {

@@ -21,6 +21,7 @@
 // task -> agent:       (execute_atom, TaskRecord) -> Outcome;   (cancel_atom, task_id)
 // agent -> executor worker: (run_atom, ExecutorCall) -> Outcome  (actors/executor.hpp)
 // agent -> scheduler:  (agent_update_atom, AgentRecord)
+//                      (attempt_done_atom, agent_id, task_type, priority, ok, duration_ms)  what learned routing learns from
 #pragma once
 
 #include "runtime/domain.hpp"
@@ -62,6 +63,9 @@ using run_atom = caf::atom_constant<caf::atom("run")>;
 using task_crashed_atom = caf::atom_constant<caf::atom("task_crash")>;
 using kill_agent_atom = caf::atom_constant<caf::atom("kill_agent")>;
 using agent_down_atom = caf::atom_constant<caf::atom("agent_down")>;
+using attempt_done_atom = caf::atom_constant<caf::atom("att_done")>;
+using sim_done_atom = caf::atom_constant<caf::atom("sim_done")>;
+using routing_tick_atom = caf::atom_constant<caf::atom("route_tick")>;
 
 // A task as the scheduler's queues see it: enough to place it, nothing more.
 struct QueuedTask {
@@ -70,6 +74,7 @@ struct QueuedTask {
   int32_t priority_rank = 2;
   std::vector<runtime::RequiredCapability> required;
   std::string avoid_agent;  // the agent whose attempt just failed: another one, if any fits
+  std::string type;         // learned routing predicts per (agent, task type)
 };
 
 struct SubmitReply {
@@ -90,7 +95,7 @@ struct Outcome {
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, QueuedTask& x) {
-  return f(caf::meta::type_name("queued_task"), x.task, x.id, x.priority_rank, x.required, x.avoid_agent);
+  return f(caf::meta::type_name("queued_task"), x.task, x.id, x.priority_rank, x.required, x.avoid_agent, x.type);
 }
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, SubmitReply& x) {

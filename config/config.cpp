@@ -273,7 +273,7 @@ const std::map<std::string, Section>& schema() {
        }},
       {"neural",
        {
-           {"mode", string([](Config& c, auto& v) { c.neural.mode = v; }, {"basic", "advanced"}, {}, 8)},
+           {"mode", string([](Config& c, auto& v) { c.neural.mode = v; }, {"basic", "advanced"})},
            {"workers", integer(0, 64, [](Config& c, int64_t v) { c.neural.workers = int(v); })},
            {"gpu_enabled", boolean([](Config& c, bool v) { c.neural.gpu_enabled = v; })},
            {"learning_rate", floating(1e-9, 10.0, [](Config& c, double v) { c.neural.learning_rate = v; })},

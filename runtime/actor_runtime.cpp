@@ -24,6 +24,7 @@ HubActorConfig::HubActorConfig(int threads, const std::string& policy, bool netw
   add_message_type<std::vector<AgentRecord>>("hub_agent_records");
   add_message_type<std::vector<TaskRecord>>("hub_task_records");
   add_message_type<LocalReport>("hub_local_report");
+  add_message_type<std::vector<float>>("hub_floats");
   add_message_type<PeerView>("hub_peer_view");
   add_message_type<std::vector<PeerView>>("hub_peer_views");
   if (network) load<caf::io::middleman>();

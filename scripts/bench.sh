@@ -8,6 +8,8 @@
 #          cluster = cluster_placement_overhead cluster_throughput_ratio cluster_kill_detection cluster_kill_reassign
 #          (local clusters via scripts/cluster.sh; BENCH_CLUSTER_TASKS, default 30000)
 #          mlp_train (+ mlp_train_cuda on a machine with a GPU; BENCH_MLP_SECONDS, default 10)
+#          routing_quality = routing_failed_attempts routing_completion_time ([neural] mode advanced vs basic;
+#          BENCH_ROUTING_TASKS, default 20000, at BENCH_ROUTING_RATE/s, default 1200)
 # Scale with BENCH_TASKS (tasks_inproc, default 200000), BENCH_PENDING (default 1000000),
 # BENCH_RECOVERY (default 1000000), BENCH_SECONDS (wrk duration, default 10).
 set -uo pipefail
@@ -201,6 +203,22 @@ run_mlp() {
   fi
 }
 
+# Learned routing against the heuristic: the same hidden world, one run per mode.
+run_routing() {
+  local n=${BENCH_ROUTING_TASKS:-20000} rate=${BENCH_ROUTING_RATE:-1200} b a r
+  b=$(build/routing_bench basic "$n" "$rate" 3 2>/dev/null | grep '"figure"')
+  a=$(build/routing_bench advanced "$n" "$rate" 3 2>/dev/null | grep '"figure"')
+  r=$(jq -nc --argjson b "$b" --argjson a "$a" '{figure:"routing_quality", basic:$b, advanced:$a,
+      fewer_failed_attempts:(1 - $a.failed_attempts / $b.failed_attempts),
+      lower_mean_completion:(1 - $a.mean_completion_ms / $b.mean_completion_ms),
+      target_fewer_failed_attempts:0.20, target_lower_mean_completion:0.15}')
+  figure routing_failed_attempts "$(printf %.0f "$(jqv "$r" '.fewer_failed_attempts * 100')")" "% fewer" \
+    ">= 20 ($(jqv "$a" .failed_attempts) vs $(jqv "$b" .failed_attempts) failed attempts; success $(printf %.2f "$(jqv "$a" .attempt_success_rate)") vs $(printf %.2f "$(jqv "$b" .attempt_success_rate)"))" "$r"
+  figure routing_completion_time "$(printf %.0f "$(jqv "$r" '.lower_mean_completion * 100')")" "% lower" \
+    ">= 15 (mean $(printf %.0f "$(jqv "$a" .mean_completion_ms)") vs $(printf %.0f "$(jqv "$b" .mean_completion_ms)") ms, $n tasks at $rate/s, 20 agents)" \
+    "$(jq -c '{figure:"routing_completion_time", lower_mean_completion, target_lower_mean_completion}' <<<"$r")"
+}
+
 # The cluster figures (tests/bench/cluster_figures.py starts local clusters with scripts/cluster.sh).
 run_cluster() {
   local which=("$@") out line
@@ -227,7 +245,7 @@ run_cluster() {
 
 want=("$@")
 [ ${#want[@]} -eq 0 ] && want=(caf_request_response tasks_inproc tasks_http pending_memory restart_recovery metrics_scrape auth_overhead breaker_overhead
-                               durable cluster mlp_train)
+                               durable cluster mlp_train routing_quality)
 for f in "${want[@]}"; do
   case "$f" in
     caf_request_response) run_caf ;;
@@ -241,6 +259,7 @@ for f in "${want[@]}"; do
     durable|pg_tasks_durable|sqlite_tasks_durable|pg_enqueue_start_latency) run_durable ;;
     cluster) run_cluster placement throughput failover ;;
     mlp_train|mlp_train_cuda) run_mlp ;;
+    routing_quality|routing_failed_attempts|routing_completion_time) run_routing ;;
     cluster_placement_overhead) run_cluster placement ;;
     cluster_throughput_ratio) run_cluster throughput ;;
     cluster_kill_detection|cluster_kill_reassign) run_cluster failover ;;

@@ -154,9 +154,21 @@ struct Loaded {
   int64_t updated_at = 0;
 };
 
+// The routing model: an MLP [features, 32, 2] regressing (success, log1p(duration)/10),
+// trained online on a replay buffer of recent attempts.
+struct Router {
+  int features = 0;
+  std::unique_ptr<neural::Mlp> mlp;
+  std::vector<float> x, y;  // ring buffer, `rows` rows
+  size_t rows = 0, next = 0;
+  std::mt19937_64 rng{7};
+  static constexpr size_t kCapacity = 20000;
+};
+
 struct WorkerState {
   NeuralOptions options;
   std::map<std::string, Loaded> models;
+  Router router;
   static inline const char* name = "neural_worker";
 };
 using Worker = caf::stateful_actor<WorkerState>;
@@ -389,9 +401,56 @@ json infer(Worker* self, const json& p) {
   return result;
 }
 
+std::vector<float> route(Worker* self, int features, const std::vector<float>& x, const std::vector<float>& y,
+                         const std::vector<float>& queries) {
+  auto& r = self->state.router;
+  if (!r.mlp || r.features != features) {
+    neural::MlpSpec spec;
+    spec.layers = {features, 32, 2};
+    spec.hidden = neural::Activation::relu;
+    spec.loss = neural::Loss::mse;
+    spec.learning_rate = 0.01f;
+    spec.seed = 11;
+    r = Router{};
+    r.features = features;
+    r.mlp = neural::make_mlp(spec, self->state.options.gpu_enabled);
+    r.x.resize(Router::kCapacity * size_t(features));
+    r.y.resize(Router::kCapacity * 2);
+  }
+  const size_t f = size_t(features), fresh = x.size() / f;
+  for (size_t i = 0; i < fresh; ++i) {
+    std::copy_n(&x[i * f], f, &r.x[r.next * f]);
+    std::copy_n(&y[i * 2], 2, &r.y[r.next * 2]);
+    r.next = (r.next + 1) % Router::kCapacity;
+    r.rows = std::min(Router::kCapacity, r.rows + 1);
+  }
+  // A few passes over random recent rows: the new ones weigh in, the old are not forgotten.
+  const int batch = 64;
+  size_t steps = std::min<size_t>(256, std::max<size_t>(32, (fresh * 8) / batch + 1));
+  std::vector<float> bx(size_t(batch) * f), by(size_t(batch) * 2);
+  std::uniform_int_distribution<size_t> pick(0, r.rows ? r.rows - 1 : 0);
+  for (size_t s = 0; s < steps && r.rows > 0; ++s) {
+    for (int i = 0; i < batch; ++i) {
+      size_t row = pick(r.rng);
+      std::copy_n(&r.x[row * f], f, &bx[size_t(i) * f]);
+      std::copy_n(&r.y[row * 2], 2, &by[size_t(i) * 2]);
+    }
+    r.mlp->train_batch(bx.data(), by.data(), batch);
+  }
+  std::vector<float> out(queries.size() / f * 2);
+  if (!out.empty()) r.mlp->predict(queries.data(), int(queries.size() / f), out.data());
+  return out;
+}
+
 caf::behavior neural_worker(Worker* self, NeuralOptions options) {
   self->state.options = std::move(options);
   return {
+      [=](routing_atom, int32_t features, const std::vector<float>& x, const std::vector<float>& y,
+          const std::vector<float>& queries) -> caf::result<std::vector<float>> {
+        if (features <= 0 || x.size() % size_t(features) || queries.size() % size_t(features) || y.size() != x.size() / size_t(features) * 2)
+          return caf::make_error(caf::sec::invalid_argument, "routing: rows do not match the feature count");
+        return route(self, features, x, y, queries);
+      },
       [=](neural_job_atom, const std::string& task_id, const std::string& type, const std::string& payload_json) -> Outcome {
         auto payload = json::parse(payload_json, nullptr, false);
         if (!payload.is_object()) return job_failed("payload: expected a JSON object");
@@ -481,6 +540,14 @@ caf::behavior neural_pool(Pool* self, NeuralOptions options) {
                   rp.deliver(job_failed("the neural worker stopped during the job: " + self->system().render(err), true));
                 });
         return rp;
+      },
+      [=](routing_atom, int32_t features, std::vector<float>& x, std::vector<float>& y, std::vector<float>& queries)
+          -> caf::result<std::vector<float>> {
+        // Always the first worker: the routing model is its state.
+        auto& st = self->state;
+        if (st.workers.empty()) return caf::make_error(caf::sec::runtime_error, "neural workers are off");
+        self->delegate(st.workers[0], routing_atom::value, features, std::move(x), std::move(y), std::move(queries));
+        return caf::delegated<std::vector<float>>{};
       },
       [=](tree_atom) {
         auto& st = self->state;

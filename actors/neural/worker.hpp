@@ -28,6 +28,10 @@ class Store;
 namespace hub::actors {
 
 using neural_job_atom = caf::atom_constant<caf::atom("nrl_job")>;
+// Learned routing (scheduler -> pool): (routing_atom, features, samples x, targets y, queries x)
+// -> vector<float> (2 per query: chance of success, log1p(duration ms) / 10). One model per
+// node, trained online from a replay buffer of recent attempts.
+using routing_atom = caf::atom_constant<caf::atom("routing")>;
 
 struct NeuralOptions {
   int workers = 1;
