@@ -25,6 +25,7 @@
 #include <caf/scoped_actor.hpp>
 #include <spdlog/spdlog.h>
 
+#include <atomic>
 #include <condition_variable>
 #include <csignal>
 #include <filesystem>
@@ -156,6 +157,16 @@ int add_user(const config::LoadResult& loaded, const std::string& name, const st
   return 0;
 }
 
+// Threads started before main() blocked the stop signals (OpenBLAS starts its pool when the
+// library loads) would take SIGTERM's default action and kill the process: a handler hands
+// such a signal on to the signal thread, which has it blocked and waits for it.
+std::atomic<pthread_t> signal_thread{};
+std::atomic<bool> signal_thread_set{false};
+
+extern "C" void forward_signal(int sig) {
+  if (signal_thread_set.load()) pthread_kill(signal_thread.load(), sig);
+}
+
 // The signal thread's report to main.
 struct Shutdown {
   std::mutex mutex;
@@ -218,7 +229,12 @@ int run_node(const config::LoadResult& loaded) {
   fs::create_directories(cfg.server.data_dir, ec);
 
   Shutdown shutdown;
-  std::thread(wait_for_signals, &shutdown).detach();
+  {
+    std::thread waiter(wait_for_signals, &shutdown);
+    signal_thread = waiter.native_handle();
+    signal_thread_set = true;
+    waiter.detach();
+  }
 
   auto name = node_name(cfg);
   runtime::SystemMonitor monitor(cfg.server.data_dir, cfg.monitoring);
@@ -411,6 +427,10 @@ int main(int argc, char** argv) {
   sigemptyset(&set);
   for (int s : {SIGTERM, SIGINT, SIGHUP}) sigaddset(&set, s);
   pthread_sigmask(SIG_BLOCK, &set, nullptr);
+  struct sigaction forward {};
+  forward.sa_handler = forward_signal;
+  sigemptyset(&forward.sa_mask);
+  for (int s : {SIGTERM, SIGINT, SIGHUP}) sigaction(s, &forward, nullptr);
   std::signal(SIGPIPE, SIG_IGN);
 
   CLI::App app{"AI Orchestrator Hub node: orchestrates AI agents and their tasks as CAF actors"};
