@@ -553,7 +553,12 @@ caf::behavior neural_pool(Pool* self, NeuralOptions options) {
         auto& st = self->state;
         json children = json::array();
         for (size_t i = 0; i < st.workers.size(); ++i)
-          children.push_back({{"id", "neural-worker-" + std::to_string(i)}, {"kind", "neural_worker"}, {"running_jobs", st.busy[i]}});
+          children.push_back({{"id", "neural-worker-" + std::to_string(i)},
+                              {"kind", "neural_worker"},
+                              {"alive", true},
+                              {"restarts", nullptr},
+                              {"last_reason", nullptr},
+                              {"running_jobs", st.busy[i]}});
         return json{{"name", "neural"},
                     {"strategy", "one_for_one"},
                     {"restarts", st.restarts},

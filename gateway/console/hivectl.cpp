@@ -120,8 +120,10 @@ void print_tree(const json& node, int depth) {
       print_tree(c["supervises"], depth + 1);
       continue;
     }
-    std::cout << pad << "  " << cell(c["kind"]) << " " << cell(c["id"]) << "  restarts " << cell(c["restarts"])
-              << (c["alive"].get<bool>() ? "" : "  DOWN") << (c["last_reason"].is_null() ? "" : "  last: " + cell(c["last_reason"]))
+    bool alive = !c.contains("alive") || !c["alive"].is_boolean() || c["alive"].get<bool>();
+    bool has_reason = c.contains("last_reason") && !c["last_reason"].is_null();
+    std::cout << pad << "  " << cell(c.value("kind", json())) << " " << cell(c.value("id", json())) << "  restarts "
+              << cell(c.value("restarts", json(0))) << (alive ? "" : "  DOWN") << (has_reason ? "  last: " + cell(c["last_reason"]) : "")
               << "\n";
   }
 }

@@ -113,10 +113,11 @@ BOOST_AUTO_TEST_CASE(executors_breakers_and_the_supervision_tree_over_http) {
   auto bad_filter = c.Get("/api/breakers?state=ajar", admin());
   BOOST_TEST(bad_filter->status == 400);
 
-  // The supervision tree: root -> agents (one child per agent) and tasks.
+  // The supervision tree: root -> agents (one child per agent), tasks and neural (the workers).
   auto tree = get(c, "/api/supervisors")["root"];
   BOOST_TEST(tree["name"] == "root");
-  BOOST_TEST(tree["children"].size() == 2u);
+  BOOST_TEST(tree["children"].size() == 3u);
+  BOOST_TEST(tree["children"][2]["id"] == "neural");
   const auto& agents = tree["children"][0];
   BOOST_TEST(agents["id"] == "agents");
   BOOST_TEST(agents["supervises"]["strategy"] == "one_for_one");
@@ -140,6 +141,7 @@ BOOST_AUTO_TEST_CASE(executors_breakers_and_the_supervision_tree_over_http) {
   BOOST_TEST(tree_text.find("root  (one_for_one") == 0u);
   BOOST_TEST(tree_text.find("agent " + cat["id"].get<std::string>()) != std::string::npos);
   BOOST_TEST(tree_text.find("tasks  (one_for_one") != std::string::npos);
+  BOOST_TEST(tree_text.find("neural_worker neural-worker-0") != std::string::npos);
   auto breakers_json = json::parse(hivectl("--json breakers"), nullptr, false);
   BOOST_TEST(breakers_json["total"].get<int>() >= 3);  // two agents, an endpoint, the store
   BOOST_TEST(hivectl("breakers").find(agent_breaker) != std::string::npos);
