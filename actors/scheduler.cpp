@@ -108,6 +108,7 @@ struct SchedulerState {
   std::set<std::string> task_types;
   bool routing_in_flight = false;
   int64_t routing_updates = 0;
+  int64_t caps_samples = 0;  // tasks the capability model has been sent
   std::unordered_map<std::string, RemoteAgent> remote_agents;
   std::unordered_map<std::string, RemoteNode> remote_nodes;
   std::unordered_map<std::string, RemoteRun> remote_runs;  // task id -> run (for other nodes)
@@ -732,6 +733,108 @@ void refresh_routes(SchedulerActor* self) {
           });
 }
 
+using SubmitPromise = caf::typed_response_promise<SubmitReply>;
+
+// Stores and starts submitted tasks (after capability inference, when that runs).
+void accept_submission(SchedulerActor* self, std::vector<TaskRecord> records, SubmitPromise rp) {
+  auto& st = self->state;
+  SubmitReply reply;
+  runtime::WriteBatch batch;
+  std::vector<TaskRecord> fresh;
+  std::unordered_map<std::string, std::string> batch_keys;
+  for (auto& r : records) {
+    if (!r.idempotency_key.empty()) {
+      auto known = st.live_keys.find(r.idempotency_key);
+      auto in_batch = batch_keys.find(r.idempotency_key);
+      if (known != st.live_keys.end() || in_batch != batch_keys.end()) {
+        TaskRecord existing;
+        existing.id = known != st.live_keys.end() ? known->second : in_batch->second;
+        reply.tasks.push_back(std::move(existing));
+        reply.created.push_back("0");
+        continue;
+      }
+      batch_keys[r.idempotency_key] = r.id;
+    }
+    r.node = st.options.node;
+    // Known at once, so no second write: no agent could run this task now.
+    if (!could_ever_run(st, QueuedTask{{}, r.id, 0, r.required_capabilities, {}, r.type})) {
+      r.error_type = "no_matching_agent";
+      r.error_message = kNoMatchingAgentMessage;
+    }
+    batch.tasks.push_back(r);
+    batch.events.push_back({r.id, "", "pending", r.created_at, 0, "submitted"});
+    reply.tasks.push_back(r);
+    reply.created.push_back("1");
+    fresh.push_back(std::move(r));
+  }
+  for (auto& [key, id] : batch_keys) st.live_keys[key] = id;
+  for (const auto& r : fresh)
+    runtime::metrics::Registry::global()
+        .counter(runtime::metrics::names::tasks_submitted, "Tasks accepted, by priority", {{"priority", r.priority}})
+        .inc();
+  self->request(st.store, caf::infinite, runtime::persist_atom::value, std::move(batch))
+      .then(
+          [=](bool) mutable {
+            spawn_tasks(self, fresh);
+            rp.deliver(std::move(reply));
+          },
+          [=](caf::error& err) mutable {
+            for (auto& [key, id] : batch_keys) self->state.live_keys.erase(key);
+            rp.deliver(refusal("unavailable", "the store did not accept the tasks: " + self->system().render(err)));
+          });
+}
+
+// [neural] mode = "advanced": tasks that name no capability get them predicted from their
+// text by the neural pool's text model, which learns from the tasks that do name them. The
+// prediction and its confidence are stored on the task; it is applied when confident and some
+// agent has that capability.
+bool infer_capabilities(SchedulerActor* self, std::vector<TaskRecord>& records, SubmitPromise rp) {
+  auto& st = self->state;
+  auto neural = st.options.agent_options.neural;
+  if (!st.options.learned_routing || !neural) return false;
+  std::vector<std::string> learn_texts, learn_labels, ask;
+  std::vector<size_t> asking;
+  auto text_of = [](const TaskRecord& r) { return r.title + " " + r.description + " " + r.type; };
+  for (size_t i = 0; i < records.size(); ++i) {
+    if (!records[i].required_capabilities.empty()) {
+      learn_texts.push_back(text_of(records[i]));
+      learn_labels.push_back(records[i].required_capabilities.front().name);
+    } else if (st.caps_samples >= 20) {
+      asking.push_back(i);
+      ask.push_back(text_of(records[i]));
+    }
+  }
+  if (!learn_texts.empty()) {
+    st.caps_samples += int64_t(learn_texts.size());
+    self->send(neural, caps_learn_atom::value, std::move(learn_texts), std::move(learn_labels));
+  }
+  if (ask.empty()) return false;
+  auto held = std::make_shared<std::vector<TaskRecord>>(std::move(records));
+  self->request(neural, std::chrono::seconds(2), caps_infer_atom::value, std::move(ask))
+      .then(
+          [=](std::vector<std::string>& predictions) mutable {
+            auto& st = self->state;
+            for (size_t k = 0; k < asking.size() && k < predictions.size(); ++k) {
+              auto p = json::parse(predictions[k], nullptr, false);
+              if (!p.is_object()) continue;
+              auto& r = (*held)[asking[k]];
+              auto capability = p.value("capability", std::string());
+              double confidence = p.value("confidence", 0.0);
+              bool someone_has = could_ever_run(st, QueuedTask{{}, r.id, 0, {{capability, 0.0}}, {}, r.type});
+              bool applied = confidence >= 0.6 && someone_has;
+              if (applied) r.required_capabilities = {{capability, 0.0}};
+              r.inferred_json = json{{"capabilities", json::array({capability})},
+                                     {"confidence", confidence},
+                                     {"applied", applied},
+                                     {"trained_on", p.value("samples", 0)}}
+                                    .dump();
+            }
+            accept_submission(self, std::move(*held), rp);
+          },
+          [=](caf::error&) mutable { accept_submission(self, std::move(*held), rp); });
+  return true;
+}
+
 caf::behavior scheduler_actor(SchedulerActor* self, SchedulerOptions options, caf::actor store) {
   self->state.options = std::move(options);
   if (self->state.options.learned_routing) self->send(self, routing_tick_atom::value);
@@ -796,51 +899,8 @@ caf::behavior scheduler_actor(SchedulerActor* self, SchedulerOptions options, ca
           return refusal("queue_full", "the node holds " + std::to_string(st.live.size()) +
                                            " unfinished tasks (max_queue_size " +
                                            std::to_string(st.options.max_live_tasks) + ")");
-        SubmitReply reply;
-        runtime::WriteBatch batch;
-        std::vector<TaskRecord> fresh;
-        std::unordered_map<std::string, std::string> batch_keys;
-        for (auto& r : records) {
-          if (!r.idempotency_key.empty()) {
-            auto known = st.live_keys.find(r.idempotency_key);
-            auto in_batch = batch_keys.find(r.idempotency_key);
-            if (known != st.live_keys.end() || in_batch != batch_keys.end()) {
-              TaskRecord existing;
-              existing.id = known != st.live_keys.end() ? known->second : in_batch->second;
-              reply.tasks.push_back(std::move(existing));
-              reply.created.push_back("0");
-              continue;
-            }
-            batch_keys[r.idempotency_key] = r.id;
-          }
-          r.node = st.options.node;
-          // Known at once, so no second write: no agent could run this task now.
-          if (!could_ever_run(st, QueuedTask{{}, r.id, 0, r.required_capabilities, {}, r.type})) {
-            r.error_type = "no_matching_agent";
-            r.error_message = kNoMatchingAgentMessage;
-          }
-          batch.tasks.push_back(r);
-          batch.events.push_back({r.id, "", "pending", r.created_at, 0, "submitted"});
-          reply.tasks.push_back(r);
-          reply.created.push_back("1");
-          fresh.push_back(std::move(r));
-        }
-        for (auto& [key, id] : batch_keys) st.live_keys[key] = id;
-        for (const auto& r : fresh)
-          runtime::metrics::Registry::global()
-              .counter(runtime::metrics::names::tasks_submitted, "Tasks accepted, by priority", {{"priority", r.priority}})
-              .inc();
         auto rp = self->make_response_promise<SubmitReply>();
-        self->request(st.store, caf::infinite, runtime::persist_atom::value, std::move(batch))
-            .then(
-                [=](bool) mutable {
-                  spawn_tasks(self, fresh);
-                  rp.deliver(std::move(reply));
-                },
-                [=](caf::error& err) mutable {
-                  for (auto& [key, id] : batch_keys) self->state.live_keys.erase(key);
-                  rp.deliver(refusal("unavailable", "the store did not accept the tasks: " + self->system().render(err)));
-                });
+        if (!infer_capabilities(self, records, rp)) accept_submission(self, std::move(records), rp);
         return rp;
       },
       [=](retry_atom, TaskRecord& r) -> caf::result<TaskRecord> {

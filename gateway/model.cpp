@@ -80,7 +80,7 @@ json task_view(const TaskRecord& t) {
   for (const auto& c : t.required_capabilities) caps.push_back({{"name", c.name}, {"minimum_proficiency", c.minimum_proficiency}});
   json error = nullptr;
   if (!t.error_type.empty()) error = {{"type", t.error_type}, {"message", t.error_message}};
-  return json{{"id", t.id},
+  json view = json{{"id", t.id},
               {"title", t.title},
               {"description", t.description},
               {"type", t.type},
@@ -100,6 +100,8 @@ json task_view(const TaskRecord& t) {
               {"updated_at", time_or_null(t.updated_at)},
               {"started_at", time_or_null(t.started_at)},
               {"completed_at", time_or_null(t.completed_at)}};
+  if (!t.inferred_json.empty()) view["inferred_capabilities"] = json::parse(t.inferred_json, nullptr, false);
+  return view;
 }
 
 json event_view(const runtime::TaskEvent& e) {

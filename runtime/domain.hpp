@@ -65,6 +65,7 @@ struct TaskRecord {
   int64_t updated_at = 0;
   int64_t started_at = 0;
   int64_t completed_at = 0;
+  std::string inferred_json;  // capabilities predicted at submission: {"capabilities", "confidence", "applied"}; empty: none
 };
 
 struct TaskEvent {
@@ -142,7 +143,7 @@ typename Inspector::result_type inspect(Inspector& f, TaskRecord& x) {
   return f(caf::meta::type_name("task_record"), x.id, x.title, x.description, x.type, x.priority,
            x.required_capabilities, x.payload_json, x.status, x.attempts, x.max_attempts, x.timeout_ms,
            x.idempotency_key, x.assigned_agent, x.node, x.result_json, x.error_type, x.error_message, x.created_at,
-           x.updated_at, x.started_at, x.completed_at);
+           x.updated_at, x.started_at, x.completed_at, x.inferred_json);
 }
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, TaskEvent& x) {

@@ -165,10 +165,49 @@ struct Router {
   static constexpr size_t kCapacity = 20000;
 };
 
+// The capability model: hashed word unigrams and bigrams (kBuckets) -> MLP [kBuckets, 32,
+// classes], rebuilt when a new capability name appears, trained on a replay buffer.
+struct TextModel {
+  static constexpr int kBuckets = 1024;
+  static constexpr size_t kCapacity = 5000;
+  std::vector<std::string> classes;
+  std::map<std::string, int> index;
+  std::vector<std::vector<float>> x;  // replay buffer
+  std::vector<int> y;
+  size_t next = 0;
+  std::unique_ptr<neural::Mlp> mlp;
+  std::mt19937_64 rng{13};
+};
+
+std::vector<float> text_features(const std::string& text) {
+  std::vector<float> f(TextModel::kBuckets, 0.f);
+  std::vector<std::string> words;
+  std::string w;
+  for (char c : text + " ") {
+    if (std::isalnum(static_cast<unsigned char>(c))) w += char(std::tolower(static_cast<unsigned char>(c)));
+    else if (!w.empty()) words.push_back(std::move(w)), w.clear();
+  }
+  auto bucket = [](const std::string& s) {
+    uint64_t h = 1469598103934665603ULL;  // FNV-1a
+    for (char c : s) h = (h ^ uint8_t(c)) * 1099511628211ULL;
+    return size_t(h % TextModel::kBuckets);
+  };
+  for (size_t i = 0; i < words.size(); ++i) {
+    f[bucket(words[i])] += 1.f;
+    if (i + 1 < words.size()) f[bucket(words[i] + " " + words[i + 1])] += 1.f;
+  }
+  double norm = 0;
+  for (auto& v : f) v = std::log1p(v), norm += double(v) * v;
+  if (norm > 0)
+    for (auto& v : f) v = float(v / std::sqrt(norm));
+  return f;
+}
+
 struct WorkerState {
   NeuralOptions options;
   std::map<std::string, Loaded> models;
   Router router;
+  TextModel text;
   static inline const char* name = "neural_worker";
 };
 using Worker = caf::stateful_actor<WorkerState>;
@@ -240,6 +279,16 @@ json train(Worker* self, const std::string& task_id, const json& p) {
     stdev[f] = var > 1e-12 ? float(std::sqrt(var)) : 1.f;
     for (size_t r = 0; r < rows; ++r) x[r * nf + f] = (x[r * nf + f] - mean[f]) / stdev[f];
   }
+  // Regression targets are standardised too (and scaled back in the metrics and at inference).
+  float y_mean = 0.f, y_std = 1.f;
+  if (outputs == 1) {
+    double s = 0, s2 = 0;
+    for (size_t r = 0; r < rows; ++r) s += y[r], s2 += double(y[r]) * y[r];
+    double m = s / double(rows), var = std::max(0.0, s2 / double(rows) - m * m);
+    y_mean = float(m);
+    y_std = var > 1e-12 ? float(std::sqrt(var)) : 1.f;
+    for (size_t r = 0; r < rows; ++r) y[r] = (y[r] - y_mean) / y_std;
+  }
   spec.layers = {int(nf)};
   json hidden = p.contains("layers") ? p["layers"] : json::array({32});
   if (!hidden.is_array() || hidden.size() > 14) throw JobError("payload.layers: the hidden layer sizes, e.g. [64, 64] (at most 14)");
@@ -310,10 +359,10 @@ json train(Worker* self, const std::string& task_id, const json& p) {
   } else {
     double se = 0;
     for (size_t r = 0; r < rows; ++r) se += double(out[r] - y[r]) * (out[r] - y[r]);
-    metrics["rmse"] = std::sqrt(se / double(rows));
+    metrics["rmse"] = std::sqrt(se / double(rows)) * y_std;  // in the target's own units
   }
   json meta = {{"features", features}, {"target", t.columns[target]}, {"classes", classes}, {"mean", mean}, {"std", stdev},
-               {"loss", neural::to_string(spec.loss)}};
+               {"target_mean", y_mean}, {"target_std", y_std}, {"loss", neural::to_string(spec.loss)}};
   json spec_json = {{"layers", spec.layers}, {"activation", neural::to_string(spec.hidden)}, {"loss", neural::to_string(spec.loss)},
                     {"optimizer", neural::to_string(spec.optimizer)}, {"learning_rate", spec.learning_rate}, {"seed", spec.seed}};
   runtime::ModelRecord record;
@@ -390,7 +439,7 @@ json infer(Worker* self, const json& p) {
   for (size_t r = 0; r < rows; ++r) {
     auto* row = &out[r * size_t(outputs)];
     if (outputs == 1) {
-      predictions.push_back(row[0]);
+      predictions.push_back(row[0] * m.meta.value("target_std", 1.f) + m.meta.value("target_mean", 0.f));
       continue;
     }
     predictions.push_back(classes[size_t(std::max_element(row, row + outputs) - row)]);
@@ -442,9 +491,82 @@ std::vector<float> route(Worker* self, int features, const std::vector<float>& x
   return out;
 }
 
+void train_text(Worker* self, int steps) {
+  auto& m = self->state.text;
+  if (m.classes.size() < 2 || m.x.empty()) return;
+  const int batch = 32, k = int(m.classes.size());
+  std::vector<float> bx(size_t(batch) * TextModel::kBuckets), by(size_t(batch) * size_t(k));
+  std::uniform_int_distribution<size_t> pick(0, m.x.size() - 1);
+  for (int s = 0; s < steps; ++s) {
+    std::fill(by.begin(), by.end(), 0.f);
+    for (int i = 0; i < batch; ++i) {
+      size_t row = pick(m.rng);
+      std::copy(m.x[row].begin(), m.x[row].end(), bx.begin() + ptrdiff_t(i) * TextModel::kBuckets);
+      by[size_t(i) * size_t(k) + size_t(m.y[row])] = 1.f;
+    }
+    m.mlp->train_batch(bx.data(), by.data(), batch);
+  }
+}
+
+void learn_text(Worker* self, const std::vector<std::string>& texts, const std::vector<std::string>& labels) {
+  auto& m = self->state.text;
+  bool grew = false;
+  for (size_t i = 0; i < texts.size() && i < labels.size(); ++i) {
+    if (!m.index.count(labels[i])) {
+      m.index[labels[i]] = int(m.classes.size());
+      m.classes.push_back(labels[i]);
+      grew = true;
+    }
+    auto f = text_features(texts[i]);
+    if (m.x.size() < TextModel::kCapacity) {
+      m.x.push_back(std::move(f));
+      m.y.push_back(m.index[labels[i]]);
+    } else {
+      m.x[m.next] = std::move(f);
+      m.y[m.next] = m.index[labels[i]];
+      m.next = (m.next + 1) % TextModel::kCapacity;
+    }
+  }
+  if (m.classes.size() < 2) return;
+  if (grew || !m.mlp) {
+    neural::MlpSpec spec;
+    spec.layers = {TextModel::kBuckets, 32, int(m.classes.size())};
+    spec.loss = neural::Loss::cross_entropy;
+    spec.learning_rate = 0.01f;
+    spec.seed = 17;
+    m.mlp = neural::make_mlp(spec, self->state.options.gpu_enabled);
+    train_text(self, 300);  // a new class: start again from the whole buffer
+  } else {
+    train_text(self, std::max(8, int(texts.size())));
+  }
+}
+
+std::vector<std::string> infer_text(Worker* self, const std::vector<std::string>& texts) {
+  auto& m = self->state.text;
+  std::vector<std::string> out(texts.size());
+  if (!m.mlp || m.x.size() < 20) return out;
+  const int k = int(m.classes.size());
+  std::vector<float> x(texts.size() * TextModel::kBuckets), p(texts.size() * size_t(k));
+  for (size_t i = 0; i < texts.size(); ++i) {
+    auto f = text_features(texts[i]);
+    std::copy(f.begin(), f.end(), x.begin() + ptrdiff_t(i) * TextModel::kBuckets);
+  }
+  m.mlp->predict(x.data(), int(texts.size()), p.data());
+  for (size_t i = 0; i < texts.size(); ++i) {
+    auto* row = &p[i * size_t(k)];
+    auto best = size_t(std::max_element(row, row + k) - row);
+    out[i] = json{{"capability", m.classes[best]}, {"confidence", row[best]}, {"samples", m.x.size()}}.dump();
+  }
+  return out;
+}
+
 caf::behavior neural_worker(Worker* self, NeuralOptions options) {
   self->state.options = std::move(options);
   return {
+      [=](caps_learn_atom, const std::vector<std::string>& texts, const std::vector<std::string>& labels) {
+        learn_text(self, texts, labels);
+      },
+      [=](caps_infer_atom, const std::vector<std::string>& texts) { return infer_text(self, texts); },
       [=](routing_atom, int32_t features, const std::vector<float>& x, const std::vector<float>& y,
           const std::vector<float>& queries) -> caf::result<std::vector<float>> {
         if (features <= 0 || x.size() % size_t(features) || queries.size() % size_t(features) || y.size() != x.size() / size_t(features) * 2)
@@ -540,6 +662,14 @@ caf::behavior neural_pool(Pool* self, NeuralOptions options) {
                   rp.deliver(job_failed("the neural worker stopped during the job: " + self->system().render(err), true));
                 });
         return rp;
+      },
+      [=](caps_learn_atom, std::vector<std::string>& texts, std::vector<std::string>& labels) {
+        if (!self->state.workers.empty()) self->send(self->state.workers[0], caps_learn_atom::value, std::move(texts), std::move(labels));
+      },
+      [=](caps_infer_atom, std::vector<std::string>& texts) -> caf::result<std::vector<std::string>> {
+        if (self->state.workers.empty()) return std::vector<std::string>(texts.size());
+        self->delegate(self->state.workers[0], caps_infer_atom::value, std::move(texts));
+        return caf::delegated<std::vector<std::string>>{};
       },
       [=](routing_atom, int32_t features, std::vector<float>& x, std::vector<float>& y, std::vector<float>& queries)
           -> caf::result<std::vector<float>> {

@@ -32,6 +32,13 @@ using neural_job_atom = caf::atom_constant<caf::atom("nrl_job")>;
 // -> vector<float> (2 per query: chance of success, log1p(duration ms) / 10). One model per
 // node, trained online from a replay buffer of recent attempts.
 using routing_atom = caf::atom_constant<caf::atom("routing")>;
+// Capability inference (scheduler -> pool): a text model (hashed word uni- and bigrams -> MLP)
+// learns from submitted tasks that name their capabilities:
+//   (caps_learn_atom, texts, capability names)            one-way
+//   (caps_infer_atom, texts) -> vector<string>            per text "" (not ready) or JSON
+//                                                          {"capability", "confidence", "samples"}
+using caps_learn_atom = caf::atom_constant<caf::atom("caps_learn")>;
+using caps_infer_atom = caf::atom_constant<caf::atom("caps_infer")>;
 
 struct NeuralOptions {
   int workers = 1;

@@ -58,6 +58,9 @@ CREATE TABLE models (
   data TEXT NOT NULL, size_bytes BIGINT NOT NULL, created_at TIMESTAMPTZ NOT NULL, updated_at TIMESTAMPTZ NOT NULL
 );
 )sql",
+    R"sql(
+ALTER TABLE tasks ADD COLUMN inferred JSONB;
+)sql",
 };
 
 // Epoch milliseconds of a timestamptz column, for SELECT lists.
@@ -70,7 +73,7 @@ const std::string kTaskColumns = "id::text, title, description, type, priority, 
                                  "COALESCE(idempotency_key, ''), COALESCE(assigned_agent, ''), node, "
                                  "COALESCE(result::text, ''), COALESCE(error_type, ''), COALESCE(error_message, ''), " +
                                  ms("created_at") + ", " + ms("updated_at") + ", COALESCE(" + ms("started_at") +
-                                 ", 0), COALESCE(" + ms("completed_at") + ", 0)";
+                                 ", 0), COALESCE(" + ms("completed_at") + ", 0), COALESCE(inferred::text, '')";
 
 struct Result {
   PGresult* r = nullptr;
@@ -202,6 +205,7 @@ TaskRecord read_task(const Result& r, int i) {
   t.updated_at = r.integer(i, 18);
   t.started_at = r.integer(i, 19);
   t.completed_at = r.integer(i, 20);
+  t.inferred_json = r.text(i, 21);
   return t;
 }
 
@@ -214,15 +218,15 @@ const std::vector<Prepared> kWriterStatements = {
     {"insert_tasks",
      "INSERT INTO tasks(id, title, description, type, priority, required_capabilities, payload, status, attempts, "
      "max_attempts, timeout_ms, idempotency_key, assigned_agent, node, result, error_type, error_message, created_at, "
-     "updated_at, started_at, completed_at, lease_owner, lease_expires_at) SELECT id, title, description, type, priority, "
+     "updated_at, started_at, completed_at, lease_owner, lease_expires_at, inferred) SELECT id, title, description, type, priority, "
      "required_capabilities, payload, status, attempts, max_attempts, timeout_ms, idempotency_key, assigned_agent, node, "
      "result, error_type, error_message, created_at, updated_at, started_at, completed_at, NULLIF(node, ''), "
-     "lease_expires_at FROM "
+     "lease_expires_at, inferred FROM "
      "jsonb_to_recordset($1::jsonb) AS x(id uuid, title text, description text, type text, priority text, "
      "required_capabilities jsonb, payload jsonb, status text, attempts int, max_attempts int, timeout_ms bigint, "
      "idempotency_key text, assigned_agent text, node text, result jsonb, error_type text, error_message text, "
      "created_at timestamptz, updated_at timestamptz, started_at timestamptz, completed_at timestamptz, "
-     "lease_expires_at timestamptz) ON CONFLICT (id) DO UPDATE SET status = EXCLUDED.status, attempts = "
+     "lease_expires_at timestamptz, inferred jsonb) ON CONFLICT (id) DO UPDATE SET status = EXCLUDED.status, attempts = "
      "EXCLUDED.attempts, assigned_agent = EXCLUDED.assigned_agent, node = EXCLUDED.node, result = EXCLUDED.result, "
      "error_type = EXCLUDED.error_type, error_message = EXCLUDED.error_message, updated_at = EXCLUDED.updated_at, "
      "started_at = EXCLUDED.started_at, completed_at = EXCLUDED.completed_at, lease_owner = EXCLUDED.lease_owner, "
@@ -284,6 +288,7 @@ json task_row(const TaskRecord& t, int64_t lease_until) {
   row["timeout_ms"] = t.timeout_ms;
   row["idempotency_key"] = or_null(t.idempotency_key);
   row["created_at"] = rfc3339(t.created_at);
+  row["inferred"] = t.inferred_json.empty() ? json() : json_value_or_null(t.inferred_json);
   return row;
 }
 

@@ -113,6 +113,10 @@ CREATE TABLE models (
   data TEXT NOT NULL, size_bytes INTEGER NOT NULL, created_at TEXT NOT NULL, updated_at TEXT NOT NULL
 );
 )sql",
+    // 5: capabilities inferred at submission (JSON).
+    R"sql(
+ALTER TABLE tasks ADD COLUMN inferred TEXT;
+)sql",
 };
 
 class Db {
@@ -169,7 +173,7 @@ int64_t column_time(sqlite3_stmt* s, int i) {
 constexpr const char* kTaskColumns =
     "id, title, description, type, priority, required_capabilities, payload, status, attempts, max_attempts, "
     "timeout_ms, idempotency_key, assigned_agent, node, result, error_type, error_message, created_at, updated_at, "
-    "started_at, completed_at";
+    "started_at, completed_at, COALESCE(inferred, '')";
 
 TaskRecord read_task(sqlite3_stmt* s) {
   TaskRecord t;
@@ -194,6 +198,7 @@ TaskRecord read_task(sqlite3_stmt* s) {
   t.updated_at = column_time(s, 18);
   t.started_at = column_time(s, 19);
   t.completed_at = column_time(s, 20);
+  t.inferred_json = column_text(s, 21);
   return t;
 }
 
@@ -316,8 +321,8 @@ std::optional<StoreError> SqliteStore::open(const std::string& path, int busy_ti
         db,
         "INSERT INTO tasks(id, title, description, type, priority, required_capabilities, payload, status, attempts, "
         "max_attempts, timeout_ms, idempotency_key, assigned_agent, node, result, error_type, error_message, "
-        "created_at, updated_at, started_at, completed_at, lease_owner, lease_expires_at) VALUES (?1, ?2, ?3, ?4, ?5, "
-        "?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, NULLIF(?14, ''), ?22) ON CONFLICT(id) DO UPDATE "
+        "created_at, updated_at, started_at, completed_at, lease_owner, lease_expires_at, inferred) VALUES (?1, ?2, ?3, ?4, ?5, "
+        "?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, NULLIF(?14, ''), ?22, NULLIF(?23, '')) ON CONFLICT(id) DO UPDATE "
         "SET status = excluded.status, attempts = excluded.attempts, assigned_agent = excluded.assigned_agent, "
         "node = excluded.node, result = excluded.result, error_type = excluded.error_type, error_message = "
         "excluded.error_message, updated_at = excluded.updated_at, started_at = excluded.started_at, completed_at = "
@@ -392,6 +397,7 @@ std::optional<StoreError> SqliteStore::write(const WriteBatch& batch) {
     s.time_or_null(20, t.started_at);
     s.time_or_null(21, t.completed_at);
     s.time_or_null(22, is_terminal(t.status) ? 0 : lease_until);
+    s.text(23, t.inferred_json);
     if (!step(s)) return fail(std::string("task ") + t.id + ": " + sqlite3_errmsg(db));
   }
   // Several transitions of one task in one commit: only its last state needs writing.

@@ -60,7 +60,7 @@ BOOST_FIXTURE_TEST_CASE(migrations_create_the_guide_schema_and_reopen_cleanly, F
   sqlite3_finalize(s);
   sqlite3_prepare_v2(db, "SELECT MAX(version) FROM schema_migrations", -1, &s, nullptr);
   BOOST_TEST(sqlite3_step(s) == SQLITE_ROW);
-  BOOST_TEST(sqlite3_column_int(s, 0) == 4);
+  BOOST_TEST(sqlite3_column_int(s, 0) == 5);
   sqlite3_finalize(s);
   sqlite3_prepare_v2(db, "PRAGMA journal_mode", -1, &s, nullptr);
   sqlite3_step(s);
@@ -234,4 +234,21 @@ BOOST_FIXTURE_TEST_CASE(models_round_trip_their_bytes_exactly_and_list_without_t
   BOOST_TEST(listed[0].size_bytes == 8);
   BOOST_TEST(store->model("spirals")->data == "replaced");
   BOOST_TEST(!store->model("nope"));
+}
+
+BOOST_FIXTURE_TEST_CASE(a_task_keeps_the_capabilities_inferred_for_it, Fixture) {
+  auto t = make_task();
+  t.inferred_json = R"({"capabilities":["translation"],"confidence":0.93,"applied":true})";
+  WriteBatch batch;
+  batch.tasks.push_back(t);
+  BOOST_REQUIRE(!store->write(batch));
+  auto back = store->task(t.id);
+  BOOST_REQUIRE(back);
+  BOOST_TEST(nlohmann::json::parse(back->inferred_json)["capabilities"][0] == "translation");
+  BOOST_TEST(!store->task(make_task().id).has_value());
+  auto plain = make_task();
+  WriteBatch second;
+  second.tasks.push_back(plain);
+  BOOST_REQUIRE(!store->write(second));
+  BOOST_TEST(store->task(plain.id)->inferred_json.empty());
 }
