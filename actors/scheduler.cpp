@@ -109,6 +109,7 @@ struct SchedulerState {
   bool routing_in_flight = false;
   int64_t routing_updates = 0;
   int64_t caps_samples = 0;  // tasks the capability model has been sent
+  std::set<std::string> routed_agents;  // the agents learned routing follows (at most routing_max_agents)
   std::unordered_map<std::string, RemoteAgent> remote_agents;
   std::unordered_map<std::string, RemoteNode> remote_nodes;
   std::unordered_map<std::string, RemoteRun> remote_runs;  // task id -> run (for other nodes)
@@ -464,6 +465,7 @@ std::string status_json(SchedulerActor* self) {
                {{"mode", st.options.learned_routing ? "advanced" : "basic"},
                 {"model_updates", st.routing_updates},
                 {"predicted_pairs", st.predictions.size()},
+                {"agents_followed", st.routed_agents.size()},
                 {"mean_abs_error_success", [&] {
                    // How far the model's chance of success is from each pair's observed rate.
                    double sum = 0;
@@ -709,7 +711,10 @@ void refresh_routes(SchedulerActor* self) {
   std::vector<std::string> keys;
   std::vector<float> queries;
   for (const auto& [id, a] : st.agents)
+    if (st.routed_agents.size() < size_t(std::max(1, st.options.routing_max_agents))) st.routed_agents.insert(id);
+  for (const auto& [id, a] : st.agents)
     for (const auto& type : st.task_types) {
+      if (!st.routed_agents.count(id)) continue;
       keys.push_back(pair_key(id, type));
       queries.resize(queries.size() + kRouteFeatures);
       route_features(st, a, type, 2, &queries[queries.size() - kRouteFeatures]);
@@ -1045,6 +1050,10 @@ caf::behavior scheduler_actor(SchedulerActor* self, SchedulerOptions options, ca
         if (!st.options.learned_routing) return;
         auto a = st.agents.find(agent_id);
         if (a == st.agents.end()) return;
+        if (!st.routed_agents.count(agent_id)) {
+          if (st.routed_agents.size() >= size_t(std::max(1, st.options.routing_max_agents))) return;
+          st.routed_agents.insert(agent_id);
+        }
         st.task_types.insert(type);
         if (st.route_y.size() < 2 * 20000) {
           st.route_x.resize(st.route_x.size() + kRouteFeatures);

@@ -33,6 +33,7 @@ struct SchedulerOptions {
   // finished attempt to predict, per (agent, task type), the chance of success and the
   // duration; placement scores by the expected time to a success instead of the heuristic.
   bool learned_routing = false;
+  int routing_max_agents = 1000;  // [neural] max_agents: agents the model learns (the rest: the heuristic)
 };
 
 struct SupervisionOptions {

@@ -277,7 +277,7 @@ const std::map<std::string, Section>& schema() {
            {"workers", integer(0, 64, [](Config& c, int64_t v) { c.neural.workers = int(v); })},
            {"gpu_enabled", boolean([](Config& c, bool v) { c.neural.gpu_enabled = v; })},
            {"learning_rate", floating(1e-9, 10.0, [](Config& c, double v) { c.neural.learning_rate = v; })},
-           {"max_agents", integer(1, 1000000, [](Config& c, int64_t v) { c.neural.max_agents = int(v); }, 8)},
+           {"max_agents", integer(1, 1000000, [](Config& c, int64_t v) { c.neural.max_agents = int(v); })},
        }},
       {"agents",
        {

@@ -280,6 +280,7 @@ int run_node(const config::LoadResult& loaded) {
   auto neural_pool = actors::spawn_neural_pool(system, neural_options);
   options.agent_options = {actors::executor_policy(cfg.agents), breakers, cfg.agents.fault_injection, neural_pool};
   options.learned_routing = cfg.neural.mode == "advanced" && cfg.neural.workers > 0;
+  options.routing_max_agents = cfg.neural.max_agents;
   actors::SupervisionOptions supervision{cfg.supervision.strategy, cfg.supervision.max_restarts,
                                          int64_t(cfg.supervision.restart_period_seconds) * 1000};
   auto node_actors = actors::spawn_node_actors(system, options, supervision, store_actor);

@@ -92,11 +92,13 @@ BOOST_AUTO_TEST_CASE(syntax_errors_are_one_line) {
   BOOST_TEST(r.problems[0].find('\n') == std::string::npos);
 }
 
-BOOST_AUTO_TEST_CASE(keys_of_later_issues_are_accepted_with_a_warning) {
-  auto r = load_text("[neural]\nmode = \"advanced\"\nmax_agents = 10\n[performance]\ncircuit_breaker_failure_threshold = 3\n");
+BOOST_AUTO_TEST_CASE(compatibility_keys_warn_and_live_keys_do_not) {
+  auto r = load_text("[neural]\nmode = \"advanced\"\nmax_agents = 10\n[performance]\ncircuit_breaker_failure_threshold = 3\n"
+                     "[monitoring]\nsentry_dsn = \"https://x@example.org/1\"\n");
   BOOST_TEST(r.ok());
-  BOOST_REQUIRE(r.warnings.size() == 1u);  // mode is live since issue #8, the breaker key since #5
-  BOOST_TEST(r.warnings[0].find("no effect yet") != std::string::npos);
+  BOOST_REQUIRE(r.warnings.size() == 1u);  // only the Sentry key: neural keys are live since #8, breakers since #5
+  BOOST_TEST(r.warnings[0].find("compatibility") != std::string::npos);
+  BOOST_TEST(r.config.neural.max_agents == 10);
   BOOST_TEST(r.config.performance.circuit_breaker_failure_threshold == 3);
 }
 
