@@ -67,8 +67,7 @@ struct RemoteAgent {
   AgentRecord record;
   std::string node;
   std::string breaker = "closed";
-  int reserved = 0;        // our attempts on it now
-  int64_t full_until = 0;  // it refused for lack of a slot: not before the next heartbeat
+  int reserved = 0;  // our attempts on it now (a refusal for lack of a slot makes the task avoid it)
 };
 
 struct RemoteNode {
@@ -182,11 +181,11 @@ bool could_ever_run(SchedulerState& st, const QueuedTask& t) {
 }
 
 // A remote agent with a free slot, as far as its last heartbeat and our own attempts tell.
-bool remote_placeable(const SchedulerState& st, const RemoteAgent& a, int64_t now_ms) {
+bool remote_placeable(const SchedulerState& st, const RemoteAgent& a) {
   const auto& s = a.record.state;
   int load = std::max(a.record.running_tasks, a.reserved);
   return remote_usable(st, a) && s != "inactive" && s != "failed" && a.breaker != "open" &&
-         load < a.record.max_concurrent_tasks && now_ms >= a.full_until;
+         load < a.record.max_concurrent_tasks;
 }
 
 // Local agents first; a remote one when no local agent fits or all that fit are busy.
@@ -194,7 +193,7 @@ RemoteAgent* best_remote_agent(SchedulerState& st, const QueuedTask& t) {
   RemoteAgent* best = nullptr;
   double best_score = -1;
   for (auto& [id, a] : st.remote_agents) {
-    if (id == t.avoid_agent || !remote_placeable(st, a, st.placement_now_ms)) continue;
+    if (id == t.avoid_agent || !remote_placeable(st, a)) continue;
     double fit = fitness(a.record, t.required);
     if (fit < 0) continue;
     int load = std::max(a.record.running_tasks, a.reserved);
@@ -601,8 +600,6 @@ void apply_cluster_view(SchedulerActor* self, std::vector<runtime::PeerView>& vi
       auto& r = st.remote_agents[a.id];
       r.node = v.name;
       r.breaker = i < v.breakers.size() ? v.breakers[i] : "closed";
-      if (a.running_tasks < r.record.running_tasks || r.record.id.empty()) r.full_until = 0;  // fresh news
-      r.full_until = std::min<int64_t>(r.full_until, runtime::now_ms());
       r.record = std::move(a);
     }
     for (auto it = st.remote_agents.begin(); it != st.remote_agents.end();) {

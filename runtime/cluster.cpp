@@ -254,7 +254,6 @@ void on_gossip(Manager* self, const std::string& bytes, caf::actor from_manager,
     return;
   }
   auto now = now_ms();
-  bool changed = false;
   auto found = st.peers.find(ns.name());
   if (found != st.peers.end() && ns.incarnation() < found->second.incarnation) return;  // an earlier life
   auto& p = st.peers[ns.name()];
@@ -265,14 +264,12 @@ void on_gossip(Manager* self, const std::string& bytes, caf::actor from_manager,
     p.incarnation = ns.incarnation();
     p.status = ns.status();
     p.status_since = now;
-    changed = true;
     spdlog::info("cluster: member {} at {} {} ({})", ns.name(), ns.address(), rejoined ? "rejoined" : "joined", p.status);
   } else {
     auto before = p.status;
     p.status = later_status(p.status, ns.status());
     if (before != p.status) {
       p.status_since = now;
-      changed = true;
       spdlog::info("cluster: member {} is {}", p.name, p.status);
     }
   }
@@ -288,11 +285,10 @@ void on_gossip(Manager* self, const std::string& bytes, caf::actor from_manager,
     p.manager = from_manager;
     self->monitor(from_manager);
   }
-  if (p.scheduler != from_scheduler) p.scheduler = from_scheduler, changed = true;
+  p.scheduler = from_scheduler;
   if (!p.reachable) {
     if (p.unreachable_since && p.last_seen) spdlog::info("cluster: member {} is reachable again", p.name);
     p.reachable = true;
-    changed = true;
   }
   p.last_seen = now;
   std::vector<AgentRecord> agents;
@@ -306,8 +302,7 @@ void on_gossip(Manager* self, const std::string& bytes, caf::actor from_manager,
   for (const auto& m : ns.members()) merge_member(self, m, now);
   if (new_handle)
     self->send(from_manager, gossip_atom::value, state_bytes(self), caf::actor_cast<caf::actor>(self), st.scheduler);
-  (void)changed;
-  push_view(self);  // agents' load changes with every heartbeat
+  push_view(self);  // the scheduler's view changes with every heartbeat (agents' load)
 }
 
 std::string shown_status(const Peer& p) {
