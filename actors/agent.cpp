@@ -3,6 +3,8 @@
 
 #include "actors/task_protocol.hpp"
 #include "runtime/clock.hpp"
+#include "runtime/events.hpp"
+#include "runtime/instrumented.hpp"
 #include "runtime/metrics.hpp"
 #include "runtime/store/store_actor.hpp"
 
@@ -85,15 +87,56 @@ struct AgentState {
   std::unordered_map<std::string, Running> running;  // by task id
   bool dirty = false;
   bool persist_scheduled = false;
+  std::string published_state;  // the state last put on the event feed
   static inline const char* name = "agent";
 };
 
-using AgentActor = caf::stateful_actor<AgentState>;
+using AgentActor = runtime::Instrumented<AgentState>;
+
+// Puts the agent's state on the event feed when it changed.
+void publish_state(AgentActor* self, const char* event = "state") {
+  auto& st = self->state;
+  const auto& r = st.record;
+  if (st.published_state == r.state && std::string(event) == "state") return;
+  runtime::EventFeed::global().publish("agent", {{"event", event},
+                                                 {"agent_id", r.id},
+                                                 {"name", r.name},
+                                                 {"node", r.node},
+                                                 {"from", st.published_state.empty() ? json() : json(st.published_state)},
+                                                 {"state", r.state},
+                                                 {"running_tasks", st.running.size()}});
+  st.published_state = r.state;
+}
 
 void refresh_state(AgentActor* self) {
   auto& r = self->state.record;
-  if (r.state == "inactive" || r.state == "failed") return;
-  r.state = self->state.running.empty() ? "idle" : "working";
+  if (r.state != "inactive" && r.state != "failed") r.state = self->state.running.empty() ? "idle" : "working";
+  publish_state(self);
+  self->set_state(r.state + " " + std::to_string(self->state.running.size()) + "/" +
+                  std::to_string(r.max_concurrent_tasks));
+}
+
+std::string agent_summary(AgentActor* self) {
+  auto& st = self->state;
+  auto now = runtime::now_ms();
+  json caps = json::array();
+  for (const auto& c : st.record.capabilities)
+    caps.push_back({{"name", c.name}, {"proficiency", c.proficiency}, {"learning_rate", c.learning_rate}});
+  json running = json::array();
+  for (const auto& [id, r] : st.running)
+    running.push_back({{"task_id", id}, {"type", r.task_type}, {"handler", r.handler}, {"running_ms", now - r.started_ms}});
+  auto breaker = [&](const std::shared_ptr<runtime::CircuitBreaker>& b) -> json {
+    if (!b) return nullptr;
+    auto s = b->snapshot(now);
+    return {{"id", s.id}, {"state", s.state}, {"successes", s.successes}, {"failures", s.failures},
+            {"rejected", s.rejected}, {"consecutive_failures", s.consecutive_failures}, {"trips", s.trips}};
+  };
+  return json{{"agent_id", st.record.id}, {"name", st.record.name}, {"type", st.record.type}, {"state", st.record.state},
+              {"executor", st.kind}, {"capabilities", caps}, {"running_tasks", running},
+              {"max_concurrent_tasks", st.record.max_concurrent_tasks}, {"tasks_completed", st.record.tasks_completed},
+              {"tasks_failed", st.record.tasks_failed}, {"breaker", breaker(st.breaker)},
+              {"endpoint_breaker", breaker(st.endpoint_breaker)}}
+      .dump();
 }
 
 void schedule_persist(AgentActor* self) {
@@ -142,6 +185,7 @@ void finish(AgentActor* self, const std::string& task_id, Outcome outcome) {
   st.running.erase(it);
   auto now = runtime::now_ms();
   auto duration_ms = now - running.started_ms;
+  if (!outcome.ok) self->note_error();
   record_call(st.kind, running.handler, outcome, duration_ms);
   if (outcome.error_type == "cancelled") {
     // A cancelled attempt says nothing about the agent's skill or health.
@@ -338,6 +382,7 @@ caf::behavior agent_actor(AgentActor* self, AgentRecord record, caf::actor sched
   st.breaker = breakers.get(agent_breaker_id(st.record.id), "agent", st.record.name, st.options.breaker);
   if (auto endpoint = executor_endpoint(st.record.executor_json); !endpoint.empty())
     st.endpoint_breaker = breakers.get(endpoint, "endpoint", endpoint, st.options.breaker);
+  self->describe("agent", st.record.name, st.scheduler, true);
   self->set_exception_handler(log_exception);
   self->attach_functor([gone = st.gone](const caf::error&) { gone->store(true); });
   refresh_state(self);
@@ -402,8 +447,10 @@ caf::behavior agent_actor(AgentActor* self, AgentRecord record, caf::actor sched
         finish(self, task_id, std::move(out));
       },
       [=](cancel_atom, const std::string& task_id) { cancel_attempt(self, task_id); },
+      [=](runtime::introspection::introspect_atom) { return agent_summary(self); },
       [=](pause_atom) {
         self->state.record.state = "inactive";
+        refresh_state(self);
         schedule_persist(self);
         report(self);
       },
@@ -428,6 +475,7 @@ caf::behavior agent_actor(AgentActor* self, AgentRecord record, caf::actor sched
         auto& st = self->state;
         st.record.deleted = true;
         st.record.state = "inactive";
+        publish_state(self, "deleted");
         runtime::WriteBatch batch;
         batch.agents.push_back(st.record);
         self->request(st.store, caf::infinite, runtime::persist_atom::value, std::move(batch)).then([=](bool) {

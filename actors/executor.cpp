@@ -1,5 +1,6 @@
 #include "actors/executor.hpp"
 
+#include "runtime/instrumented.hpp"
 #include "runtime/clock.hpp"
 
 #include <caf/actor_system.hpp>
@@ -351,8 +352,9 @@ struct WorkerState {
   static inline const char* name = "executor_worker";
 };
 
-caf::behavior executor_worker(caf::stateful_actor<WorkerState>* self, ExecutorPolicy policy, caf::actor owner) {
+caf::behavior executor_worker(runtime::Instrumented<WorkerState>* self, ExecutorPolicy policy, caf::actor owner) {
   self->state.policy = std::move(policy);
+  self->describe("executor", "", owner);
   self->monitor(owner);
   self->set_down_handler([=](caf::down_msg&) { self->quit(); });
   return {

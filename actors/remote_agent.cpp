@@ -1,6 +1,7 @@
 #include "actors/remote_agent.hpp"
 
 #include "cluster.pb.h"
+#include "runtime/instrumented.hpp"
 #include "runtime/cluster.hpp"
 
 #include <caf/actor_system.hpp>
@@ -48,7 +49,7 @@ struct RemoteAgentState {
   static inline const char* name = "remote_agent";
 };
 
-using RemoteAgentActor = caf::stateful_actor<RemoteAgentState>;
+using RemoteAgentActor = runtime::Instrumented<RemoteAgentState>;
 
 Outcome crashed(const std::string& why) {
   Outcome o;
@@ -61,6 +62,8 @@ Outcome crashed(const std::string& why) {
 caf::behavior remote_agent(RemoteAgentActor* self, std::string node, caf::actor remote) {
   self->state.node = std::move(node);
   self->state.remote = remote;
+  self->describe("remote_agent", self->state.node);
+  self->set_state("relaying to " + self->state.node);
   self->monitor(remote);
   self->set_down_handler([=](caf::down_msg& dm) {
     auto& st = self->state;

@@ -9,6 +9,7 @@
 #include "runtime/breaker.hpp"
 #include "runtime/cluster.hpp"
 #include "runtime/clock.hpp"
+#include "runtime/instrumented.hpp"
 #include "runtime/metrics.hpp"
 #include "runtime/store/store_actor.hpp"
 
@@ -135,7 +136,7 @@ struct SchedulerState {
   static inline const char* name = "scheduler";
 };
 
-using SchedulerActor = caf::stateful_actor<SchedulerState>;
+using SchedulerActor = runtime::Instrumented<SchedulerState>;
 
 std::string pair_key(const std::string& agent_id, const std::string& type) { return agent_id + '\n' + type; }
 
@@ -839,6 +840,7 @@ bool infer_capabilities(SchedulerActor* self, std::vector<TaskRecord>& records, 
 
 caf::behavior scheduler_actor(SchedulerActor* self, SchedulerOptions options, caf::actor store) {
   self->state.options = std::move(options);
+  self->describe("scheduler", self->state.options.node, nullptr, true);
   if (self->state.options.learned_routing) self->send(self, routing_tick_atom::value);
   self->state.store = std::move(store);
   self->send(self, tick_atom::value);
@@ -1161,7 +1163,14 @@ caf::behavior scheduler_actor(SchedulerActor* self, SchedulerOptions options, ca
                     {"children_count", st.live.size()}}
             .dump();
       },
+      [=](runtime::introspection::introspect_atom) { return status_json(self); },
       [=](tick_atom) {
+        auto& st = self->state;
+        size_t queued = 0;
+        for (const auto& q : st.queues) queued += q.size();
+        self->set_state(std::string(st.draining ? "draining, " : "") + std::to_string(st.agents.size()) + " agents, " +
+                        std::to_string(st.live.size()) + " live tasks, " + std::to_string(queued) + " queued, " +
+                        std::to_string(st.running) + " running");
         update_gauges(self);
         maintain_leases(self);
         // High priority: the tick jumps a deep mailbox, so a busy scheduler still reports in.

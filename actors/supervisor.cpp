@@ -1,6 +1,7 @@
 #include "actors/supervisor.hpp"
 
 #include "runtime/clock.hpp"
+#include "runtime/instrumented.hpp"
 #include "runtime/metrics.hpp"
 
 #include <caf/actor_system.hpp>
@@ -41,7 +42,17 @@ struct SupervisorState {
   static inline const char* name = "supervisor";
 };
 
-using SupervisorActor = caf::stateful_actor<SupervisorState>;
+using SupervisorActor = runtime::Instrumented<SupervisorState>;
+
+// Children show this supervisor as their parent in the introspection registry.
+void claim_child(SupervisorActor* self, const caf::actor& child) {
+  if (auto probe = runtime::introspection::Registry::of(self->system()).find(child.id())) probe->set_parent(self->id());
+}
+
+void show_state(SupervisorActor* self) {
+  auto& st = self->state;
+  self->set_state(std::to_string(st.children.size()) + " children, " + std::to_string(st.total_restarts) + " restarts");
+}
 
 void count_restart(const std::string& supervisor, const std::string& kind) {
   runtime::metrics::Registry::global()
@@ -90,6 +101,7 @@ void restart(SupervisorActor* self, size_t index, const std::string& reason) {
     c.handle = c.spec.start ? c.spec.start() : caf::actor{};
     if (!c.handle) continue;
     self->monitor(c.handle);
+    claim_child(self, c.handle);
     c.restarts += 1;
     c.last_restart_ms = now;
     c.last_reason = i == index ? reason : "rest_for_one: " + st.children[index].spec.id + " crashed";
@@ -110,6 +122,8 @@ json child_view(const Child& c) {
 
 caf::behavior supervisor(SupervisorActor* self, SupervisorOptions options) {
   self->state.options = std::move(options);
+  self->describe("supervisor", self->state.options.name, nullptr, true);
+  show_state(self);
   self->set_down_handler([=](caf::down_msg& msg) {
     auto& st = self->state;
     if (st.stopping) return;
@@ -118,9 +132,12 @@ caf::behavior supervisor(SupervisorActor* self, SupervisorOptions options) {
       st.children[i].handle = nullptr;
       if (!msg.reason || msg.reason == caf::exit_reason::normal || msg.reason == caf::exit_reason::user_shutdown) {
         st.children.erase(st.children.begin() + long(i));  // done or stopped on purpose: not restarted
+        show_state(self);
         return;
       }
+      self->note_error();
       restart(self, i, self->system().render(msg.reason));
+      show_state(self);
       return;
     }
   });
@@ -133,11 +150,27 @@ caf::behavior supervisor(SupervisorActor* self, SupervisorOptions options) {
       [=](adopt_atom, ChildSpec& spec, caf::actor& handle) {
         auto& st = self->state;
         self->monitor(handle);
+        claim_child(self, handle);
         Child c;
         c.spec = std::move(spec);
         c.handle = std::move(handle);
         c.started_ms = runtime::now_ms();
         st.children.push_back(std::move(c));
+        show_state(self);
+      },
+      [=](runtime::introspection::introspect_atom) {
+        auto& st = self->state;
+        json children = json::array();
+        for (const auto& c : st.children) {
+          auto v = child_view(c);
+          v["actor_id"] = c.handle ? json(c.handle.id()) : json();
+          children.push_back(std::move(v));
+        }
+        return json{{"name", st.options.name},         {"strategy", st.options.strategy},
+                    {"max_restarts", st.options.max_restarts}, {"period_seconds", st.options.period_ms / 1000},
+                    {"restarts", st.total_restarts},   {"restarts_in_period", st.recent_restarts.size()},
+                    {"children", children}}
+            .dump();
       },
       [=](listen_atom, caf::actor& listener) { self->state.listener = std::move(listener); },
       [=](tree_atom) -> caf::result<std::string> {

@@ -2,6 +2,8 @@
 
 #include "actors/task_protocol.hpp"
 #include "runtime/clock.hpp"
+#include "runtime/events.hpp"
+#include "runtime/instrumented.hpp"
 #include "runtime/metrics.hpp"
 #include "runtime/store/store_actor.hpp"
 
@@ -12,6 +14,7 @@
 #include <caf/response_promise.hpp>
 #include <caf/sec.hpp>
 #include <caf/stateful_actor.hpp>
+#include <nlohmann/json.hpp>
 
 #include <algorithm>
 #include <cmath>
@@ -22,6 +25,7 @@
 
 namespace hub::actors {
 
+using json = nlohmann::json;
 using runtime::TaskEvent;
 using runtime::TaskRecord;
 
@@ -49,7 +53,7 @@ struct TaskState {
   static inline const char* name = "task";
 };
 
-using TaskActor = caf::stateful_actor<TaskState>;
+using TaskActor = runtime::Instrumented<TaskState>;
 
 void finish_actor(TaskActor* self);
 
@@ -78,6 +82,15 @@ void transition(TaskActor* self, const std::string& to, const std::string& reaso
   TaskEvent event{st.record.id, st.record.status, to, now, st.record.attempts, reason};
   st.record.status = to;
   st.record.updated_at = now;
+  self->set_state(to);
+  runtime::EventFeed::global().publish("task", {{"task_id", st.record.id},
+                                                {"from", event.from},
+                                                {"to", to},
+                                                {"type", st.record.type},
+                                                {"priority", st.record.priority},
+                                                {"attempts", st.record.attempts},
+                                                {"agent", st.record.assigned_agent.empty() ? json() : json(st.record.assigned_agent)},
+                                                {"reason", reason}});
   if (runtime::is_terminal(to)) st.record.completed_at = now;
   runtime::WriteBatch batch;
   batch.task_updates.push_back(st.record);
@@ -218,8 +231,29 @@ caf::behavior task_actor(TaskActor* self, TaskRecord record, caf::actor schedule
     if (reason && reason != caf::exit_reason::normal)
       caf::anon_send(scheduler, task_crashed_atom::value, id, addr, caf::to_string(reason));
   });
+  self->describe("task", st.record.id, st.scheduler, true);
+  self->set_state(st.record.status);
   self->send(st.scheduler, ready_atom::value, as_queued(self));
   return {
+      [=](runtime::introspection::introspect_atom) {
+        auto& st = self->state;
+        const auto& r = st.record;
+        return json{{"task_id", r.id},
+                    {"status", r.status},
+                    {"type", r.type},
+                    {"priority", r.priority},
+                    {"attempts", r.attempts},
+                    {"max_attempts", r.max_attempts},
+                    {"attempt_epoch", st.attempt_epoch},
+                    {"assigned_agent", r.assigned_agent.empty() ? json() : json(r.assigned_agent)},
+                    {"in_attempt", bool(st.agent)},
+                    {"cancelling", st.cancelling},
+                    {"avoid_agent", st.avoid_agent.empty() ? json() : json(st.avoid_agent)},
+                    {"writes_waiting_for_retry", st.refused.size()},
+                    {"waiters", st.waiters.size()},
+                    {"last_error", r.error_type.empty() ? json() : json{{"type", r.error_type}, {"message", r.error_message}}}}
+            .dump();
+      },
       [=](assign_atom, caf::actor agent, const std::string& agent_id) {
         auto& st = self->state;
         if (st.cancelling || st.record.status != "pending") {

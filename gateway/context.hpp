@@ -42,6 +42,7 @@ std::optional<Permission> permission_for(const std::string& method, const std::s
 void add_api_routes(Router& router, Context& ctx);
 void add_resilience_routes(Router& router, Context& ctx);
 void add_cluster_routes(Router& router, Context& ctx);
+void add_introspection_routes(Router& router, Context& ctx);
 // The membership in brief, for /health and /metrics: {"enabled", "nodes", "by_status", "leader"}.
 json cluster_summary(Context& ctx);
 

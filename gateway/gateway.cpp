@@ -131,6 +131,7 @@ Gateway::Gateway(GatewayDeps deps) : impl_(std::make_unique<Impl>(std::move(deps
   add_monitoring_routes(impl_->router, impl_->ctx);
   add_resilience_routes(impl_->router, impl_->ctx);
   add_cluster_routes(impl_->router, impl_->ctx);
+  add_introspection_routes(impl_->router, impl_->ctx);
 
   auto& server = impl_->server;
   const auto& cfg = *impl_->ctx.deps.config;

@@ -1,4 +1,5 @@
 #include "runtime/breaker.hpp"
+#include "runtime/events.hpp"
 
 #include "runtime/metrics.hpp"
 
@@ -147,6 +148,8 @@ void CircuitBreaker::transition(const char* to, const std::string& reason, int64
   count_transition(kind_, to);
   auto level = state_ == "open" ? spdlog::level::warn : spdlog::level::info;
   spdlog::log(level, "breaker {} ({}): {} -> {}: {}", id_, target_, from, to, reason);
+  EventFeed::global().publish("breaker", {{"id", id_}, {"kind", kind_}, {"target", target_}, {"from", from}, {"to", to},
+                                          {"reason", reason}});
 }
 
 std::string CircuitBreaker::state(int64_t now_ms) const {

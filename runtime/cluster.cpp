@@ -1,7 +1,9 @@
 #include "runtime/cluster.hpp"
 
 #include "cluster.pb.h"
+#include "runtime/instrumented.hpp"
 #include "runtime/clock.hpp"
+#include "runtime/events.hpp"
 #include "runtime/metrics.hpp"
 
 #include <caf/actor_system.hpp>
@@ -107,6 +109,7 @@ struct Peer {
 
 struct ManagerState {
   ClusterOptions o;
+  std::map<std::string, std::string> published;  // member -> the status last put on the event feed
   caf::actor scheduler;
   int64_t incarnation = 0;
   std::string status = "up";
@@ -121,7 +124,7 @@ struct ManagerState {
   static inline const char* name = "node_manager";
 };
 
-using Manager = caf::stateful_actor<ManagerState>;
+using Manager = Instrumented<ManagerState>;
 
 std::string leader_of(const ManagerState& st) {
   std::pair<int64_t, std::string> best{INT64_MAX, ""};
@@ -434,11 +437,26 @@ std::string nodes_json(Manager* self) {
       .dump();
 }
 
+// Puts every change of a member's status (as shown to operators) on the event feed.
+void publish_membership(Manager* self) {
+  auto& st = self->state;
+  auto note = [&](const std::string& name, const std::string& status) {
+    auto& last = st.published[name];
+    if (last == status) return;
+    EventFeed::global().publish("membership", {{"node", name}, {"from", last.empty() ? json() : json(last)}, {"to", status},
+                                               {"observer", st.o.name}});
+    last = status;
+  };
+  note(st.o.name, st.status);
+  for (const auto& [name, p] : st.peers) note(name, shown_status(p));
+}
+
 caf::behavior node_manager(Manager* self, ClusterOptions options, caf::actor scheduler) {
   auto& st = self->state;
   st.o = std::move(options);
   st.scheduler = std::move(scheduler);
   st.incarnation = now_ms();
+  self->describe("cluster", st.o.name, nullptr, true);
   auto advertise = st.o.advertise_host;
   if (advertise.empty()) {
     advertise = st.o.host;
@@ -476,9 +494,11 @@ caf::behavior node_manager(Manager* self, ClusterOptions options, caf::actor sch
       },
       [=](cluster_tick_atom) {
         on_tick(self);
+        publish_membership(self);
         self->delayed_send(self, std::chrono::milliseconds(kTickMs), cluster_tick_atom::value);
       },
       [=](nodes_atom) { return nodes_json(self); },
+      [=](introspection::introspect_atom) { return nodes_json(self); },
       [=](leaving_atom) {
         auto& st = self->state;
         if (st.status != "leaving") spdlog::info("cluster: leaving (telling {} members)", st.peers.size());

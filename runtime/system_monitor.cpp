@@ -1,4 +1,5 @@
 #include "runtime/system_monitor.hpp"
+#include "runtime/events.hpp"
 
 #include "runtime/clock.hpp"
 #include "runtime/metrics.hpp"
@@ -179,6 +180,8 @@ void SystemMonitor::evaluate_alerts(const SystemSample& s) {
     if (firing && it == active_.end()) {
       active_.push_back(Alert{r.name, r.severity, message, r.value, r.threshold, s.at_ms, 0});
       spdlog::warn("alert firing: {} ({})", r.name, message);
+      EventFeed::global().publish("alert", {{"name", r.name}, {"severity", r.severity}, {"status", "firing"},
+                                            {"message", message}, {"value", r.value}, {"threshold", r.threshold}});
     } else if (firing) {
       it->value = r.value;
       it->message = message;
@@ -186,6 +189,8 @@ void SystemMonitor::evaluate_alerts(const SystemSample& s) {
       it->until_ms = s.at_ms;
       it->value = r.value;
       spdlog::info("alert resolved: {} ({} is now {:.2f})", r.name, r.what, r.value);
+      EventFeed::global().publish("alert", {{"name", r.name}, {"severity", r.severity}, {"status", "resolved"},
+                                            {"message", message}, {"value", r.value}, {"threshold", r.threshold}});
       resolved_.push_front(*it);
       if (resolved_.size() > kResolvedKept) resolved_.pop_back();
       active_.erase(it);

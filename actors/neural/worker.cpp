@@ -2,6 +2,7 @@
 
 #include "actors/neural/mlp.hpp"
 #include "actors/supervisor.hpp"
+#include "runtime/instrumented.hpp"
 #include "runtime/clock.hpp"
 #include "runtime/metrics.hpp"
 #include "runtime/store/store.hpp"
@@ -210,7 +211,7 @@ struct WorkerState {
   TextModel text;
   static inline const char* name = "neural_worker";
 };
-using Worker = caf::stateful_actor<WorkerState>;
+using Worker = runtime::Instrumented<WorkerState>;
 
 json train(Worker* self, const std::string& task_id, const json& p) {
   auto& o = self->state.options;
@@ -562,6 +563,8 @@ std::vector<std::string> infer_text(Worker* self, const std::vector<std::string>
 
 caf::behavior neural_worker(Worker* self, NeuralOptions options) {
   self->state.options = std::move(options);
+  self->describe("neural_worker", "");
+  self->set_state("idle");
   return {
       [=](caps_learn_atom, const std::vector<std::string>& texts, const std::vector<std::string>& labels) {
         learn_text(self, texts, labels);
@@ -600,17 +603,19 @@ struct PoolState {
   std::string backend;
   static inline const char* name = "neural_pool";
 };
-using Pool = caf::stateful_actor<PoolState>;
+using Pool = runtime::Instrumented<PoolState>;
 
 caf::actor start_worker(Pool* self) {
   auto w = self->system().spawn<caf::detached>(neural_worker, self->state.options);
   self->monitor(w);
+  if (auto probe = runtime::introspection::Registry::of(self->system()).find(w.id())) probe->set_parent(self->id());
   return w;
 }
 
 caf::behavior neural_pool(Pool* self, NeuralOptions options) {
   auto& st = self->state;
   st.options = std::move(options);
+  self->describe("neural_pool", "neural");
   std::string why;
   neural::GpuInfo gpu;
   if (st.options.gpu_enabled && neural::gpu_available(&gpu, &why)) {

@@ -8,6 +8,7 @@
 #include "config/config.hpp"
 #include "gateway/gateway.hpp"
 #include "gateway/security.hpp"
+#include "runtime/introspection.hpp"
 #include "runtime/actor_runtime.hpp"
 #include "runtime/breaker.hpp"
 #include "runtime/cluster.hpp"
@@ -259,6 +260,7 @@ int run_node(const config::LoadResult& loaded) {
   if (cfg.cluster.enabled) store.set_node(name);
   runtime::HubActorConfig actor_config(cfg.scheduler_threads(), cfg.performance.scheduler_policy, cfg.cluster.enabled);
   caf::actor_system system{actor_config};
+  runtime::introspection::Registry::of(system).set_node(name);
   auto* gw = &gateway;
   monitor.start();
   gw->serve();

@@ -2,6 +2,7 @@
 
 #include "runtime/breaker.hpp"
 #include "runtime/clock.hpp"
+#include "runtime/instrumented.hpp"
 #include "runtime/metrics.hpp"
 #include "runtime/store/store.hpp"
 
@@ -26,7 +27,7 @@ struct StoreActorState {
   static inline const char* name = "store";
 };
 
-using StoreActor = caf::stateful_actor<StoreActorState>;
+using StoreActor = Instrumented<StoreActorState>;
 
 void append(WriteBatch& into, WriteBatch& from) {
   auto move_all = [](auto& dst, auto& src) {
@@ -59,6 +60,9 @@ void commit(StoreActor* self) {
   }
   auto error = st.store->write(st.pending);
   st.breaker->record(!error, 0, now_ms());
+  if (error) self->note_error();
+  self->set_state("breaker " + st.breaker->state(now_ms()) + ", last commit " + std::to_string(rows) + " rows" +
+                  (error ? " failed" : ""));
   registry.histogram(m::store_commit_duration, "Store transaction (group commit) time in seconds",
                      metrics::latency_buckets())
       .observe(std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
@@ -78,6 +82,8 @@ void commit(StoreActor* self) {
 caf::behavior store_actor(StoreActor* self, Store* store, BreakerPolicy policy) {
   self->state.store = store;
   self->state.breaker = BreakerRegistry::global().get("store", "store", store->backend(), policy);
+  self->describe("store", store->backend());
+  self->set_state("breaker " + self->state.breaker->state(now_ms()));
   return {
       [=](persist_atom, WriteBatch& batch) -> caf::result<bool> {
         auto& st = self->state;

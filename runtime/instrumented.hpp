@@ -1,0 +1,52 @@
+// The actor type every runtime-spawned actor uses: a stateful_actor that keeps its entry in
+// the node's introspection registry current (messages handled, handling time, mailbox size,
+// dropped messages as errors, traced messages) and leaves the registry when it terminates.
+// An actor names itself once with describe(kind, name, parent) and keeps set_state() current.
+#pragma once
+
+#include "runtime/introspection.hpp"
+
+#include <caf/actor.hpp>
+#include <caf/invoke_message_result.hpp>
+#include <caf/stateful_actor.hpp>
+
+#include <chrono>
+#include <optional>
+
+namespace hub::runtime {
+
+template <class State>
+class Instrumented : public caf::stateful_actor<State> {
+ public:
+  using super = caf::stateful_actor<State>;
+
+  explicit Instrumented(caf::actor_config& cfg)
+      : super(cfg), probe_(introspection::Registry::of(this->home_system()).add(this->id(), this->address())) {
+    auto* registry = &introspection::Registry::of(this->home_system());
+    this->attach_functor([registry, id = this->id()] { registry->remove(id); });
+  }
+
+  caf::invoke_message_result consume(caf::mailbox_element& x) override {
+    std::optional<introspection::TraceEvent> traced;
+    if (probe_->tracing()) traced = probe_->describe_message(x);
+    auto started = std::chrono::steady_clock::now();
+    auto result = super::consume(x);
+    auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - started).count();
+    if (result != caf::invoke_message_result::skipped)
+      probe_->handled(ns, this->mailbox().size(), result == caf::invoke_message_result::dropped,
+                      traced ? &*traced : nullptr);
+    return result;
+  }
+
+  void describe(std::string kind, std::string name, const caf::actor& parent = nullptr, bool inspectable = false) {
+    probe_->describe(std::move(kind), std::move(name), parent ? parent.id() : 0, inspectable);
+  }
+  void set_state(const std::string& state) { probe_->set_state(state); }
+  void note_error() { probe_->note_error(); }
+  introspection::Probe& probe() { return *probe_; }
+
+ private:
+  std::shared_ptr<introspection::Probe> probe_;
+};
+
+}  // namespace hub::runtime
