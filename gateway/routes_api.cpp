@@ -3,11 +3,15 @@
 #include "actors/task_protocol.hpp"
 #include "actors/neural/worker.hpp"
 #include "gateway/context.hpp"
+#include "runtime/metrics.hpp"
 #include "gateway/model.hpp"
 #include "runtime/clock.hpp"
 #include "runtime/process_stats.hpp"
 #include "runtime/store/store.hpp"
 
+#include <cmath>
+#include <mutex>
+#include <deque>
 #include <caf/actor_system.hpp>
 #include <caf/scoped_actor.hpp>
 #include <httplib.h>
@@ -317,6 +321,28 @@ void agent_action(Context& ctx, Call& call, Atom atom) {
   send_data(call, 200, agent_view(std::get<AgentRecord>(answer)));
 }
 
+// Task latency over the last ~10 s: the task-duration histogram now, minus a snapshot
+// taken about 10 s earlier (kept here, at most one per second).
+json recent_latency() {
+  using Snapshot = runtime::metrics::Histogram::Snapshot;
+  static std::mutex mutex;
+  static std::deque<std::pair<int64_t, Snapshot>> history;
+  auto now = runtime::now_ms();
+  auto current = runtime::metrics::Registry::global().histogram_merged(runtime::metrics::names::task_duration);
+  std::lock_guard<std::mutex> lock(mutex);
+  if (history.empty() || now - history.back().first >= 1000) history.emplace_back(now, current);
+  while (history.size() > 1 && now - history[1].first >= 10000) history.pop_front();
+  auto window = current.count >= history.front().second.count && history.front().first < now ? current.minus(history.front().second)
+                                                                                               : current;
+  auto ms = [&](double q) { return std::round(window.quantile(q) * 1e6) / 1e3; };
+  return {{"window_seconds", double(now - history.front().first) / 1000},
+          {"tasks", window.count},
+          {"p50_ms", ms(0.5)},
+          {"p95_ms", ms(0.95)},
+          {"p99_ms", ms(0.99)},
+          {"finished_total", current.count}};
+}
+
 void hive_status(Context& ctx, Call& call) {
   if (!serving(ctx, call)) return;
   auto answer = ask<std::string>(ctx, status_atom::value);
@@ -332,7 +358,8 @@ void hive_status(Context& ctx, Call& call) {
              {"tasks", {{"by_status", counts}, {"running", scheduler["running"]}, {"live", scheduler["live_tasks"]},
                         {"unmatched", scheduler["unmatched"]}}},
              {"queue_depth", scheduler["queue_depth"]},
-             {"throughput", scheduler["throughput"]}});
+             {"throughput", scheduler["throughput"]},
+             {"latency", recent_latency()}});
 }
 
 }  // namespace

@@ -152,12 +152,15 @@ void list_actors(Context& ctx, Call& call) {
 
   json actors = json::array();
   size_t total = 0;
-  json answered = json::array(), unreachable = json::array();
+  json answered = json::array(), unreachable = json::array(), by_kind = json::object();
   if (node.empty() || node == ctx.deps.node) {
     size_t n = 0;
     for (const auto& a : registry(ctx).list(q, &n)) actors.push_back(actor_json(a, ctx.deps.node));
     total += n;
     answered.push_back(ctx.deps.node);
+    json kinds = json::object();
+    for (const auto& [kind, count] : registry(ctx).count_by_kind()) kinds[kind] = count;
+    by_kind[ctx.deps.node] = kinds;
   }
   if (!local_only && ctx.cluster && node != ctx.deps.node) {
     std::string path = "/api/actors?scope=local&limit=" + std::to_string(q.limit);
@@ -183,6 +186,7 @@ void list_actors(Context& ctx, Call& call) {
       }
       for (auto& a : r.body["data"]["actors"]) actors.push_back(std::move(a));
       total += r.body["data"].value("total", size_t(0));
+      for (auto& [peer, kinds] : r.body["data"]["by_kind"].items()) by_kind[peer] = kinds;
       answered.push_back(name);
     }
     if (!node.empty() && answered.empty() && unreachable.empty())
@@ -200,10 +204,8 @@ void list_actors(Context& ctx, Call& call) {
     if (all.size() > q.limit) all.resize(q.limit);
     actors = all;
   }
-  json kinds = json::object();
-  for (const auto& [kind, n] : registry(ctx).count_by_kind()) kinds[kind] = n;
   send_data(call, 200,
-            {{"actors", actors}, {"total", total}, {"nodes", answered}, {"unreachable", unreachable}, {"local_by_kind", kinds}});
+            {{"actors", actors}, {"total", total}, {"nodes", answered}, {"unreachable", unreachable}, {"by_kind", by_kind}});
 }
 
 std::optional<uint64_t> actor_id(const Call& call) {

@@ -1,100 +1,44 @@
-// hivectl: the operator CLI. One-shot commands over the HTTP API with tables for people and
-// --json for scripts. Talks to one node (--url, or HIVE_URL; default http://127.0.0.1:3001).
+// hivectl: the operator console. One-shot commands over the HTTP API with tables for people
+// and --json for scripts; `top` (a live full-screen view) and `console` (an interactive
+// shell). Talks to one node (--url, or HIVE_URL; default http://127.0.0.1:3001).
+#include "gateway/console/client.hpp"
 #include "runtime/version.hpp"
 
 #include <CLI/CLI.hpp>
-#include <httplib.h>
-#include <nlohmann/json.hpp>
 
-#include <chrono>
+#include <cctype>
 #include <cstdlib>
+#include <functional>
 #include <iomanip>
 #include <iostream>
-#include <sstream>
-#include <thread>
 
-using json = nlohmann::json;
+using namespace hub::console;
 
 namespace {
 
-struct Options {
-  std::string url;
-  std::string api_key;
-  bool as_json = false;
-  int timeout_s = 30;
-};
-
-struct Reply {
-  int status = 0;
-  json body;
-  std::string transport_error;
-};
-
-Reply call(const Options& o, const std::string& method, const std::string& path, const json* body = nullptr) {
-  httplib::Client client(o.url);
-  client.set_connection_timeout(5, 0);
-  client.set_read_timeout(o.timeout_s, 0);
-  client.set_keep_alive(false);
-  httplib::Headers headers;
-  if (!o.api_key.empty()) headers.emplace("X-API-Key", o.api_key);
-  httplib::Result res = method == "GET"    ? client.Get(path.c_str(), headers)
-                        : method == "POST" ? client.Post(path.c_str(), headers, body ? body->dump() : "{}", "application/json")
-                                           : client.Delete(path.c_str(), headers);
-  Reply r;
-  if (!res) {
-    r.transport_error = "cannot reach " + o.url + ": " + httplib::to_string(res.error());
-    return r;
-  }
-  r.status = res->status;
-  r.body = json::parse(res->body, nullptr, false);
-  return r;
-}
-
-// Prints a failed reply in one line and returns the exit code for it.
-int report_failure(const Reply& r) {
-  if (!r.transport_error.empty()) {
-    std::cerr << "hivectl: " << r.transport_error << "\n";
-    return 2;
-  }
-  std::string message = r.body.is_object() && r.body.contains("error") && r.body["error"].is_object()
-                            ? r.body["error"].value("message", "")
-                            : "";
-  std::cerr << "hivectl: HTTP " << r.status << (message.empty() ? "" : ": " + message) << "\n";
-  return 1;
-}
-
-std::string cell(const json& v) {
-  if (v.is_null()) return "-";
-  if (v.is_string()) return v.get<std::string>();
-  if (v.is_number_float()) {
-    std::ostringstream o;
-    o << std::fixed << std::setprecision(2) << v.get<double>();
-    return o.str();
-  }
-  return v.dump();
-}
-
-void table(const std::vector<std::string>& headers, const std::vector<std::vector<std::string>>& rows) {
-  std::vector<size_t> width(headers.size());
-  for (size_t i = 0; i < headers.size(); ++i) width[i] = headers[i].size();
-  for (const auto& row : rows)
-    for (size_t i = 0; i < row.size(); ++i) width[i] = std::max(width[i], row[i].size());
-  auto line = [&](const std::vector<std::string>& row) {
-    for (size_t i = 0; i < row.size(); ++i) std::cout << std::left << std::setw(int(width[i]) + 2) << row[i];
-    std::cout << "\n";
-  };
-  line(headers);
-  for (const auto& row : rows) line(row);
-}
-
 int show(const Options& o, const Reply& r, const std::function<void(const json&)>& human) {
-  if (r.status < 200 || r.status >= 300) {
+  if (!r.ok()) {
     if (o.as_json && r.body.is_object()) std::cout << r.body.dump(2) << "\n";
     return report_failure(r);
   }
-  if (o.as_json) std::cout << r.body["data"].dump(2) << "\n";
-  else human(r.body["data"]);
+  if (o.as_json) std::cout << r.data().dump(2) << "\n";
+  else human(r.data());
   return 0;
+}
+
+int bad_actor_ref(const std::string& ref) {
+  std::cerr << "hivectl: \"" << ref << "\" is not NODE/ID (as `hivectl actors` shows them, e.g. node-1:3001/42)\n";
+  return 2;
+}
+
+std::string percent_encode(const std::string& s) {
+  static const char* hex = "0123456789ABCDEF";
+  std::string out;
+  for (unsigned char c : s) {
+    if (std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~') out += char(c);
+    else out += '%', out += hex[c >> 4], out += hex[c & 15];
+  }
+  return out;
 }
 
 void print_task(const json& t) {
@@ -134,13 +78,17 @@ int main(int argc, char** argv) {
   Options o;
   const char* env_url = std::getenv("HIVE_URL");
   const char* env_key = std::getenv("HIVE_API_KEY");
+  const char* env_token = std::getenv("HIVE_TOKEN");
+  o.token = env_token ? env_token : "";
   o.url = env_url ? env_url : "http://127.0.0.1:3001";
   o.api_key = env_key ? env_key : "";
 
   CLI::App app{"hivectl: operate an AI Orchestrator Hub node from the shell"};
   app.require_subcommand(1);
+  app.fallthrough();
   app.add_option("--url", o.url, "node URL (env HIVE_URL)");
   app.add_option("--api-key", o.api_key, "API key (env HIVE_API_KEY)");
+  app.add_option("--token", o.token, "bearer token from POST /api/auth/login (env HIVE_TOKEN)");
   app.add_flag("--json", o.as_json, "print the raw JSON data");
 
   auto* health = app.add_subcommand("health", "the node's health (exit 1 when unhealthy)");
@@ -157,7 +105,8 @@ int main(int argc, char** argv) {
   tasks->add_option("--limit", limit, "how many (1-1000)");
   auto* submit = app.add_subcommand("submit", "submit a task");
   std::string description, type = "echo", priority = "medium", payload = "null";
-  submit->add_option("description", description, "what the task is")->required();
+  submit->add_option("description", description, "what the task is");
+  submit->add_option("--description,-d", description, "what the task is (instead of the positional argument)");
   submit->add_option("--type", type, "task type (builtin: echo, sleep, fail, hash)");
   submit->add_option("--priority", priority, "low|medium|high|critical");
   submit->add_option("--payload", payload, "JSON payload");
@@ -181,6 +130,32 @@ int main(int argc, char** argv) {
   auto* breaker_reset = app.add_subcommand("breaker-reset", "close a circuit breaker by hand (admin)");
   std::string breaker_id;
   breaker_reset->add_option("id", breaker_id, "breaker id, as `hivectl breakers` shows it")->required();
+
+  auto* actors = app.add_subcommand("actors", "actors inside the cluster: kind, state, mailbox, messages, errors");
+  std::string actor_node, actor_kind, actor_sort;
+  int actor_limit = 50;
+  actors->add_option("--node", actor_node, "only this node");
+  actors->add_option("--kind", actor_kind, "only this kind (agent, task, scheduler, supervisor, store, ...)");
+  actors->add_option("--sort", actor_sort, "mailbox|messages|errors (largest first)");
+  actors->add_option("--limit", actor_limit, "how many (1-10000)");
+  auto* actor = app.add_subcommand("actor", "one actor in detail, with its own state summary");
+  std::string actor_ref;
+  actor->add_option("ref", actor_ref, "NODE/ID, as `hivectl actors` shows it")->required();
+  auto* kill = app.add_subcommand("kill", "kill one actor (admin); its supervisor restarts it");
+  kill->add_option("ref", actor_ref, "NODE/ID")->required();
+  auto* trace = app.add_subcommand("trace", "stream the messages one actor handles");
+  int trace_seconds = 10, trace_sample = 1;
+  trace->add_option("ref", actor_ref, "NODE/ID")->required();
+  trace->add_option("--seconds", trace_seconds, "how long (1-300)");
+  trace->add_option("--sample", trace_sample, "record every n-th message");
+  auto* alerts = app.add_subcommand("alerts", "alerts firing now and recently resolved");
+  auto* events = app.add_subcommand("events", "follow the live event feed (tasks, agents, breakers, alerts, membership)");
+  int events_seconds = 86400;
+  std::string events_types;
+  events->add_option("--seconds", events_seconds, "stop after this long");
+  events->add_option("--types", events_types, "comma list: task,agent,breaker,alert,membership");
+  auto* top = app.add_subcommand("top", "live full-screen view of the cluster (q quits, ? for keys)");
+  auto* console = app.add_subcommand("console", "interactive shell: ls, cd, inspect, trace, kill, submit, help");
 
   CLI11_PARSE(app, argc, argv);
   while (!o.url.empty() && o.url.back() == '/') o.url.pop_back();
@@ -271,9 +246,81 @@ int main(int argc, char** argv) {
     return show(o, call(o, "POST", "/api/breakers/" + breaker_id + "/reset"), [](const json& b) {
       std::cout << cell(b["id"]) << " is " << cell(b["state"]) << " (" << cell(b["last_reason"]) << ")\n";
     });
+  if (*top) return run_top(o);
+  if (*console) return run_console(o);
+  if (*actors) {
+    std::string path = "/api/actors?limit=" + std::to_string(actor_limit);
+    if (!actor_node.empty()) path += "&node=" + percent_encode(actor_node);
+    if (!actor_kind.empty()) path += "&kind=" + percent_encode(actor_kind);
+    if (!actor_sort.empty()) path += "&sort=" + percent_encode(actor_sort);
+    return show(o, call(o, "GET", path), [](const json& d) {
+      std::vector<std::vector<std::string>> rows;
+      for (const auto& a : d["actors"])
+        rows.push_back({cell(a["node"]) + "/" + cell(a["id"]), cell(a["kind"]), cell(a["name"]).substr(0, 36),
+                        cell(a["state"]).substr(0, 44), cell(a["mailbox_size"]), cell(a["messages"]), cell(a["errors"]),
+                        cell(a["last_message_at"])});
+      table({"ACTOR", "KIND", "NAME", "STATE", "MAILBOX", "MESSAGES", "ERRORS", "LAST MESSAGE"}, rows);
+      std::cout << d["actors"].size() << " of " << cell(d["total"]) << " on " << d["nodes"].size() << " node(s)";
+      for (const auto& u : d["unreachable"]) std::cout << "; " << cell(u["node"]) << " did not answer (" << cell(u["reason"]) << ")";
+      std::cout << "\n";
+    });
+  }
+  if (*actor || *kill || *trace) {
+    std::string node, id;
+    if (!split_actor(actor_ref, node, id)) return bad_actor_ref(actor_ref);
+    auto base = "/api/actors/" + percent_encode(node) + "/" + id;
+    if (*actor) return show(o, call(o, "GET", base), print_actor);
+    if (*kill)
+      return show(o, call(o, "POST", base + "/kill"), [](const json& d) {
+        std::cout << "killed " << cell(d["kind"]) << " " << cell(d["name"]) << " (" << cell(d["node"]) << "/" << cell(d["id"])
+                  << "): " << cell(d["message"]) << "\n";
+      });
+    Client client(o);
+    auto error = client.stream(base + "/trace?seconds=" + std::to_string(trace_seconds) + "&sample=" + std::to_string(trace_sample),
+                               [&](const std::string& event, const json& data) {
+                                 if (o.as_json) std::cout << json{{"event", event}, {"data", data}}.dump() << std::endl;
+                                 else print_trace_event(event, data);
+                                 return true;
+                               });
+    if (!error.empty()) {
+      std::cerr << "hivectl: " << error << "\n";
+      return 1;
+    }
+    return 0;
+  }
+  if (*events) {
+    Client client(o);
+    auto path = "/api/events?seconds=" + std::to_string(events_seconds) + (events_types.empty() ? "" : "&types=" + events_types);
+    auto error = client.stream(path, [&](const std::string& event, const json& data) {
+      if (o.as_json) std::cout << json{{"event", event}, {"data", data}}.dump() << std::endl;
+      else std::cout << cell(data.value("at", json())) << "  " << std::left << std::setw(11) << event << " "
+                     << (data.contains("data") ? data["data"].dump() : data.dump()) << std::endl;
+      return true;
+    });
+    if (!error.empty()) {
+      std::cerr << "hivectl: " << error << "\n";
+      return 1;
+    }
+    return 0;
+  }
+  if (*alerts) {
+    return show(o, call(o, "GET", "/api/monitoring/alerts"), [](const json& d) {
+      std::vector<std::vector<std::string>> rows;
+      for (const auto& a : d["active"])
+        rows.push_back({"FIRING", cell(a["severity"]), cell(a["name"]), cell(a["message"]), cell(a["since"]), "-"});
+      for (const auto& a : d["resolved"])
+        rows.push_back({"resolved", cell(a["severity"]), cell(a["name"]), cell(a["message"]), cell(a["since"]), cell(a["until"])});
+      table({"STATUS", "SEVERITY", "NAME", "MESSAGE", "SINCE", "UNTIL"}, rows);
+      std::cout << cell(d["total_active"]) << " firing\n";
+    });
+  }
   if (*cancel) return show(o, call(o, "POST", "/api/tasks/" + task_id + "/cancel"), print_task);
   if (*submit || *wait) {
     if (*submit) {
+      if (description.empty()) {
+        std::cerr << "hivectl: submit needs a description (positional or --description)\n";
+        return 2;
+      }
       auto parsed = json::parse(payload, nullptr, false);
       if (parsed.is_discarded()) {
         std::cerr << "hivectl: --payload is not valid JSON\n";
