@@ -43,6 +43,7 @@ void add_api_routes(Router& router, Context& ctx);
 void add_resilience_routes(Router& router, Context& ctx);
 void add_cluster_routes(Router& router, Context& ctx);
 void add_introspection_routes(Router& router, Context& ctx);
+void add_web_routes(Router& router);
 // The membership in brief, for /health and /metrics: {"enabled", "nodes", "by_status", "leader"}.
 json cluster_summary(Context& ctx);
 

@@ -132,11 +132,14 @@ Gateway::Gateway(GatewayDeps deps) : impl_(std::make_unique<Impl>(std::move(deps
   add_resilience_routes(impl_->router, impl_->ctx);
   add_cluster_routes(impl_->router, impl_->ctx);
   add_introspection_routes(impl_->router, impl_->ctx);
+  add_web_routes(impl_->router);
 
   auto& server = impl_->server;
   const auto& cfg = *impl_->ctx.deps.config;
-  auto workers = size_t(cfg.server.workers);
-  server.new_task_queue = [workers] { return new httplib::ThreadPool(workers); };
+  // An open connection (keep-alive, an event stream) holds a thread for its life, and a
+  // browser opens up to six: each worker stands for four connection threads.
+  auto threads = size_t(connection_threads(cfg.server.workers));
+  server.new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
   server.set_payload_max_length(size_t(cfg.server.max_body_bytes));
   server.set_read_timeout(10, 0);
   server.set_write_timeout(10, 0);

@@ -27,6 +27,9 @@ struct GatewayDeps {
   runtime::SystemMonitor* monitor = nullptr;
 };
 
+// HTTP connection threads for `[server] workers`.
+inline int connection_threads(int workers) { return workers * 4; }
+
 class Gateway {
  public:
   explicit Gateway(GatewayDeps deps);

@@ -11,6 +11,7 @@ namespace hub::gateway {
 
 std::optional<Permission> permission_for(const std::string& method, const std::string& route, const config::Config& cfg) {
   if (route == "/health" || route == "/livez" || route == "/readyz" || route == "unmatched") return std::nullopt;
+  if (route == "/" || route == "/ui/{file}") return std::nullopt;  // the dashboard asks for credentials itself
   if (route == "/api/auth/login" || route == "/api/auth/refresh") return std::nullopt;
   if (route == "/metrics") return cfg.security.metrics_require_auth ? std::optional(Permission::read) : std::nullopt;
   if (route == "/api/auth/me" || route == "/api/auth/logout") return Permission::authenticated;

@@ -271,8 +271,8 @@ void kill_actor(Context& ctx, Call& call) {
                              " restarts it (see GET /api/supervisors and the new actor in GET /api/actors)"}});
 }
 
-// At most this many SSE streams at once: each holds an HTTP worker thread.
-size_t max_streams(const Context& ctx) { return size_t(std::max(1, ctx.deps.config->server.workers / 2)); }
+// At most this many SSE streams at once: each holds a connection thread for its life.
+size_t max_streams(const Context& ctx) { return size_t(std::max(1, connection_threads(ctx.deps.config->server.workers) / 4)); }
 std::atomic<size_t> open_streams{0};
 
 bool admit_stream(Context& ctx, Call& call) {
@@ -280,7 +280,7 @@ bool admit_stream(Context& ctx, Call& call) {
     open_streams.fetch_sub(1);
     send_error(call, ApiError{503, "too_many_streams",
                               "this node already serves " + std::to_string(max_streams(ctx)) +
-                                  " event streams (half of [server] workers); close one or raise workers",
+                                  " event streams (one per [server] worker); close one or raise workers",
                               {}, 5});
     return false;
   }

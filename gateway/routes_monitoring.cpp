@@ -181,6 +181,21 @@ void add_monitoring_routes(Router& router, Context& ctx) {
                {"hardware_class", hardware_class(s.cpu_cores, s.memory_total_bytes)},
                {"gpu", gpu_json()}});
   });
+  // The last 15 minutes, one point per collection interval (the dashboard's charts).
+  router.add("GET", "/api/monitoring/history", [&ctx](Call& call) {
+    if (!ctx.deps.monitor) return send_error(call, ApiError::unavailable("monitoring is not running", 1));
+    json points = json::array();
+    for (const auto& s : ctx.deps.monitor->history())
+      points.push_back({{"at", runtime::rfc3339(s.at_ms)},
+                        {"at_ms", s.at_ms},
+                        {"tasks_per_second", s.tasks_per_second},
+                        {"task_p95_ms", s.task_p95_ms},
+                        {"queue_depth", s.queue_depth},
+                        {"http_p95_ms", s.http_p95_ms},
+                        {"cpu_percent", s.cpu_percent},
+                        {"task_failure_rate", s.task_failure_rate}});
+    send_data(call, 200, {{"interval_ms", ctx.deps.config->monitoring.metrics_collection_interval_ms}, {"points", points}});
+  });
   router.add("GET", "/api/monitoring/alerts", [&ctx](Call& call) {
     json active = json::array(), resolved = json::array();
     for (const auto& a : ctx.deps.monitor->active_alerts()) active.push_back(alert_json(a));

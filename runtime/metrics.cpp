@@ -190,6 +190,15 @@ double Registry::counter_sum(const std::string& name, const Labels& match) const
   return sum;
 }
 
+double Registry::gauge_sum(const std::string& name) const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  auto it = families_.find(name);
+  if (it == families_.end()) return 0;
+  double sum = 0;
+  for (const auto& [labels, g] : it->second.gauges) sum += g->value();
+  return sum;
+}
+
 Histogram::Snapshot Registry::histogram_merged(const std::string& name) const {
   std::lock_guard<std::mutex> lock(mutex_);
   Histogram::Snapshot merged;

@@ -76,6 +76,7 @@ class Registry {
 
   // Sum of a counter family's children whose labels include `match` (all when empty).
   double counter_sum(const std::string& name, const Labels& match = {}) const;
+  double gauge_sum(const std::string& name) const;
   Histogram::Snapshot histogram_merged(const std::string& name) const;
 
  private:

@@ -118,6 +118,16 @@ SystemSample SystemMonitor::sample_now() {
     delta.count -= last_http_count_;
     s.http_p95_ms = delta.quantile(0.95) * 1000;
   }
+  auto tasks = registry.histogram_merged(m::task_duration);
+  if (tasks.count > last_task_count_ && last_task_cumulative_.size() == tasks.cumulative.size()) {
+    auto delta = tasks;
+    for (size_t i = 0; i < delta.cumulative.size(); ++i) delta.cumulative[i] -= last_task_cumulative_[i];
+    delta.count -= last_task_count_;
+    s.task_p95_ms = delta.quantile(0.95) * 1000;
+  }
+  last_task_cumulative_ = tasks.cumulative;
+  last_task_count_ = tasks.count;
+  s.queue_depth = registry.gauge_sum(m::task_queue_depth);
   last_http_cumulative_ = http.cumulative;
   last_http_count_ = http.count;
   last_finished_ = finished;

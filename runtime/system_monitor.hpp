@@ -31,6 +31,8 @@ struct SystemSample {
   int64_t process_rss_bytes = 0;
   double tasks_per_second = 0;       // finished, over the last interval
   double http_p95_ms = 0;            // over the last interval
+  double task_p95_ms = 0;            // task duration (submitted to finished), over the last interval
+  double queue_depth = 0;            // queued tasks, all priorities, at the sample
   double task_failure_rate = 0;      // failed / finished, over the last interval
   double agent_failure_rate = 0;     // failed attempts / attempts, over the last interval
 };
@@ -82,6 +84,8 @@ class SystemMonitor {
   int64_t last_sample_ms_ = 0;
   std::vector<uint64_t> last_http_cumulative_;
   uint64_t last_http_count_ = 0;
+  std::vector<uint64_t> last_task_cumulative_;
+  uint64_t last_task_count_ = 0;
   int64_t last_alert_ms_ = 0;
 };
 

@@ -7,11 +7,14 @@ BUILD_PACKAGES=(
   build-essential cmake ninja-build ccache pkg-config git
   libcaf-dev libopenblas-dev libprotobuf-dev protobuf-compiler libpq-dev libsqlite3-dev libspdlog-dev
   libtoml11-dev libcpp-httplib-dev libboost-test-dev nlohmann-json3-dev libjwt-dev
-  libcli11-dev libssl-dev libsodium-dev
+  libcli11-dev libssl-dev libsodium-dev libncurses-dev libreadline-dev
 )
-TEST_PACKAGES=(postgresql sqlite3 curl jq tmux iproute2 wrk procps logrotate systemd prometheus bc)
+TEST_PACKAGES=(postgresql sqlite3 curl jq tmux iproute2 wrk procps logrotate systemd prometheus bc chromium)
 
 missing=()
+# npm fetches the dashboard's packages (gateway/web/package-lock.json); a Node.js from
+# elsewhere that brings its own npm is fine.
+command -v npm >/dev/null || missing+=(npm)
 for p in "${BUILD_PACKAGES[@]}" "${TEST_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done

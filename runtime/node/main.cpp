@@ -264,8 +264,8 @@ int run_node(const config::LoadResult& loaded) {
   auto* gw = &gateway;
   monitor.start();
   gw->serve();
-  spdlog::info("http: listening on {}:{} ({} workers); not ready until recovery ends", cfg.server.host, cfg.server.port,
-               cfg.server.workers);
+  spdlog::info("http: listening on {}:{} ({} workers, {} connection threads); not ready until recovery ends", cfg.server.host,
+               cfg.server.port, cfg.server.workers, gateway::connection_threads(cfg.server.workers));
 
   auto breakers = runtime::breaker_policy(cfg.performance);
   auto store_actor = runtime::spawn_store_actor(system, store, breakers);
