@@ -7,6 +7,7 @@
 #include "runtime/introspection.hpp"
 
 #include <caf/actor.hpp>
+#include <caf/event_based_actor.hpp>
 #include <caf/invoke_message_result.hpp>
 #include <caf/stateful_actor.hpp>
 
