@@ -67,6 +67,18 @@ code=$(curl -s -o "$HUB_CLUSTER_DIR/del.json" -w '%{http_code}' -XDELETE "$(url 
 [ "$code" = 409 ] && grep -q 'n2' "$HUB_CLUSTER_DIR/del.json" && ok "deleting n2's agent through n1: 409 naming n2" \
   || bad "delete through another node" "$code $(cat "$HUB_CLUSTER_DIR/del.json")"
 
+# Introspection across the cluster: n1 answers for every member's actors.
+all=$(curl -s "$(url n1)/api/actors?kind=agent&limit=1000")
+jq -e '(.data.nodes | sort) == ["n1","n2","n3"] and ([.data.actors[].node] | unique | sort) == ["n1","n2","n3"] and .data.by_kind.n2.agent >= 5' \
+  <<<"$all" >/dev/null && ok "GET /api/actors on n1 lists the actors of all three nodes" || bad "cluster-wide /api/actors" "$(jq -c .data.nodes <<<"$all")"
+remote=$(jq -r '[.data.actors[] | select(.node == "n2" and .name == "gpu-box")][0].id' <<<"$all")
+curl -s "$(url n1)/api/actors/n2/$remote" | jq -e '.data.node == "n2" and .data.summary.name == "gpu-box"' >/dev/null \
+  && ok "n1 shows n2's actor in detail (relayed to n2)" || bad "remote actor detail"
+curl -s "$(url n1)/api/actors?node=n3&kind=scheduler" | jq -e '[.data.actors[].node] == ["n3"]' >/dev/null \
+  && ok "?node=n3 through n1 lists only n3's actors" || bad "node filter through a peer"
+curl -sL "$(url n1)/api/actors/n2/$remote/trace?seconds=1" | grep -q '^event: end' \
+  && ok "a trace of n2's actor through n1 is redirected to n2 and streams" || bad "remote trace"
+
 code=$(curl -s -o /dev/null -w '%{http_code}' -XPOST "$(url n1)/api/cluster/nodes/n3/leave")
 n3pid=$(cat "$HUB_CLUSTER_DIR/n3/pid")
 for s in $(seq 1 100); do kill -0 "$n3pid" 2>/dev/null || break; sleep 0.1; done
