@@ -29,7 +29,7 @@ class Instrumented : public caf::stateful_actor<State> {
 
   caf::invoke_message_result consume(caf::mailbox_element& x) override {
     std::optional<introspection::TraceEvent> traced;
-    if (probe_->tracing()) traced = probe_->describe_message(x);
+    if (probe_->tracing() && probe_->admit_trace()) traced = probe_->describe_message(x);
     auto started = std::chrono::steady_clock::now();
     auto result = super::consume(x);
     auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - started).count();

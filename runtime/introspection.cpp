@@ -44,6 +44,22 @@ void Probe::set_state(const std::string& state) {
   state_ = state;
 }
 
+bool Probe::admit_trace() {
+  std::lock_guard<std::mutex> lock(mutex_);
+  if (++sample_counter_ % uint64_t(std::max(1, sample_.load())) != 0) return false;
+  int64_t now = now_ms();
+  if (now - window_start_ms_ >= 1000) {
+    window_start_ms_ = now;
+    window_count_ = 0;
+  }
+  if (window_count_ >= max_per_second_.load()) {
+    ++over_rate_;
+    return false;
+  }
+  ++window_count_;
+  return true;
+}
+
 TraceEvent Probe::describe_message(const caf::mailbox_element& message) const {
   TraceEvent e;
   auto* system = registry ? registry->system() : nullptr;
@@ -67,16 +83,6 @@ void Probe::handled(int64_t handling_ns, size_t mailbox, bool dropped, TraceEven
   if (!traced) return;
 
   std::lock_guard<std::mutex> lock(mutex_);
-  if (++sample_counter_ % uint64_t(std::max(1, sample_.load())) != 0) return;
-  if (now - window_start_ms_ >= 1000) {
-    window_start_ms_ = now;
-    window_count_ = 0;
-  }
-  if (window_count_ >= max_per_second_.load()) {
-    ++over_rate_;
-    return;
-  }
-  ++window_count_;
   TraceEvent e = std::move(*traced);
   e.seq = next_seq_++;
   e.at_ms = now;

@@ -62,6 +62,9 @@ class Probe {
   void set_parent(uint64_t parent) { parent_ = parent; }
   void note_error() { errors_.fetch_add(1, std::memory_order_relaxed); }
   bool tracing() const { return tracers_.load(std::memory_order_relaxed) > 0; }
+  // While tracing: whether this message is recorded (sampling and the rate bound decide),
+  // so that only recorded messages pay for being described.
+  bool admit_trace();
   // What a trace records of a message, taken before the handler runs (handlers may move
   // its content and sender away).
   TraceEvent describe_message(const caf::mailbox_element& message) const;

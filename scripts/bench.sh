@@ -188,6 +188,81 @@ run_durable() {
   figure pg_enqueue_start_p99 "$(jqv "$r" .p99_ms)" "ms" "<= 20 (p50 $(jqv "$r" .p50_ms) ms at $(jqv "$r" .rate_per_second) tasks/s = 50 % of peak)" "$r"
 }
 
+# Introspection: GET /api/actors over 10,000 live actors (1,000 agents + 9,000 task actors
+# waiting for a capability nobody has), timed with curl.
+run_actors() {
+  local port; port=$(free_port)
+  start_node "$T/actors" "$port" 'HIVE_AGENTS__DEFAULT_POOL=["worker:general:1000"]' || { echo "bench: node did not start"; return; }
+  local u="http://127.0.0.1:$port" body
+  body=$(jq -nc '{tasks: [range(100) | {description: "unmatched \(.)", required_capabilities: [{name: "nobody"}]}]}')
+  for _ in $(seq 1 90); do curl -s -o /dev/null -X POST -H 'Content-Type: application/json' --data-binary "$body" "$u/api/tasks/batch"; done
+  sleep 2
+  local actors; actors=$(curl -s "$u/api/actors?limit=1" | jq .data.total)
+  time_p50() {  # time_p50 PATH -> "p50_ms max_ms" over 30 requests
+    local times=() sorted
+    for _ in $(seq 1 30); do times+=("$(curl -s -o /dev/null -w '%{time_total}' "$u$1")"); done
+    sorted=$(printf '%s\n' "${times[@]}" | sort -n)
+    echo "$(awk '{print $1 * 1000}' <<<"$(sed -n 15p <<<"$sorted")") $(awk '{print $1 * 1000}' <<<"$(tail -1 <<<"$sorted")")"
+  }
+  local top full kind
+  read -r top top_max <<<"$(time_p50 "/api/actors?sort=mailbox&limit=100")"
+  read -r full full_max <<<"$(time_p50 "/api/actors?limit=10000")"
+  read -r kind kind_max <<<"$(time_p50 "/api/actors?kind=agent&sort=messages&limit=100")"
+  local r; r=$(jq -nc --argjson a "$actors" --argjson t "$top" --argjson tm "$top_max" --argjson f "$full" --argjson fm "$full_max" \
+    --argjson k "$kind" --argjson km "$kind_max" \
+    '{figure:"actors_list", actors:$a, sorted_top100_p50_ms:$t, sorted_top100_max_ms:$tm, all_10000_p50_ms:$f, all_10000_max_ms:$fm,
+      kind_filter_p50_ms:$k, kind_filter_max_ms:$km, target_ms:100}')
+  figure actors_list "$top" "ms p50" "<= 100 ($actors actors, sorted by mailbox, top 100; all 10,000: $full ms)" "$r"
+  kill -TERM "$NODE"; wait "$NODE" 2>/dev/null
+}
+
+# Tracing the scheduler under load, against the same workload untraced: three alternating pairs.
+run_trace() {
+  local n=${BENCH_TASKS:-100000} off=() on=() r i
+  for i in 1 2 3; do
+    mkdir -p "$T/tr$i-off" "$T/tr$i-on"
+    off+=("$($B inproc "$n" "$T/tr$i-off" 2>/dev/null | tail -1 | jq .tasks_per_second)")
+    on+=("$($B inproc_traced "$n" "$T/tr$i-on" 2>/dev/null | tail -1 | jq .tasks_per_second)")
+  done
+  r=$(jq -nc --argjson off "$(printf '%s\n' "${off[@]}" | jq -s .)" --argjson on "$(printf '%s\n' "${on[@]}" | jq -s .)" \
+    '{figure:"trace_overhead", untraced_tasks_per_second:$off, traced_tasks_per_second:$on,
+      cost:(1 - ($on | add) / ($off | add)), target_cost:0.05}')
+  figure trace_overhead "$(jq -r '.cost * 100 | . * 10 | round / 10' <<<"$r")" "% slower" \
+    "<= 5 (tasks_inproc, scheduler traced; $(jq -r '[.traced_tasks_per_second[] | round] | join("/")' <<<"$r") vs $(jq -r '[.untraced_tasks_per_second[] | round] | join("/")' <<<"$r") tasks/s)" "$r"
+}
+
+# hivectl top watching a node under a steady light load: the node's CPU with and without it.
+run_top() {
+  command -v tmux >/dev/null || { echo "bench: top_cpu needs tmux"; return; }
+  local port; port=$(free_port)
+  start_node "$T/top" "$port" || { echo "bench: node did not start"; return; }
+  local u="http://127.0.0.1:$port" secs=${BENCH_TOP_SECONDS:-20} load_pid
+  ( while :; do curl -s -o /dev/null -X POST -H 'Content-Type: application/json' -d '{"description":"load","type":"echo"}' "$u/api/tasks"; sleep 0.02; done ) &
+  load_pid=$!
+  cpu_ticks() { awk '{print $14 + $15}' "/proc/$NODE/stat"; }
+  measure() {  # CPU % of one core used by the node over $secs
+    local a b; a=$(cpu_ticks); sleep "$secs"; b=$(cpu_ticks)
+    awk -v a="$a" -v b="$b" -v s="$secs" -v hz="$(getconf CLK_TCK)" 'BEGIN { printf "%.2f", (b - a) / hz / s * 100 }'
+  }
+  sleep 2
+  local without1 with1 without2 with2 session="bench-top-$$"
+  without1=$(measure)
+  tmux new-session -d -s "$session" -x 160 -y 48 "HIVE_URL=$u $PWD/build/hivectl top"
+  sleep 1; with1=$(measure)
+  tmux kill-session -t "$session"
+  without2=$(measure)
+  tmux new-session -d -s "$session" -x 160 -y 48 "HIVE_URL=$u $PWD/build/hivectl top"
+  sleep 1; with2=$(measure)
+  tmux kill-session -t "$session"
+  kill "$load_pid" 2>/dev/null; wait "$load_pid" 2>/dev/null
+  local r; r=$(jq -nc --argjson a "$without1" --argjson b "$with1" --argjson c "$without2" --argjson d "$with2" --argjson s "$secs" \
+    '{figure:"top_cpu", seconds_each:$s, node_cpu_percent_without:[$a,$c], node_cpu_percent_with_top:[$b,$d],
+      added_percent_of_a_core:((($b + $d) - ($a + $c)) / 2), target:2}')
+  figure top_cpu "$(jq -r '.added_percent_of_a_core | . * 100 | round / 100' <<<"$r")" "% of a core" \
+    "<= 2 (node at ~50 tasks/s: $without1/$without2 % without, $with1/$with2 % with top)" "$r"
+  kill -TERM "$NODE"; wait "$NODE" 2>/dev/null
+}
+
 # The numeric figure of the neural engine: training throughput next to the BLAS ceiling.
 run_mlp() {
   local r
@@ -245,7 +320,7 @@ run_cluster() {
 
 want=("$@")
 [ ${#want[@]} -eq 0 ] && want=(caf_request_response tasks_inproc tasks_http pending_memory restart_recovery metrics_scrape auth_overhead breaker_overhead
-                               durable cluster mlp_train routing_quality)
+                               durable cluster mlp_train routing_quality actors_list trace_overhead top_cpu)
 for f in "${want[@]}"; do
   case "$f" in
     caf_request_response) run_caf ;;
@@ -260,6 +335,9 @@ for f in "${want[@]}"; do
     cluster) run_cluster placement throughput failover ;;
     mlp_train|mlp_train_cuda) run_mlp ;;
     routing_quality|routing_failed_attempts|routing_completion_time) run_routing ;;
+    actors_list) run_actors ;;
+    trace_overhead) run_trace ;;
+    top_cpu) run_top ;;
     cluster_placement_overhead) run_cluster placement ;;
     cluster_throughput_ratio) run_cluster throughput ;;
     cluster_kill_detection|cluster_kill_reassign) run_cluster failover ;;

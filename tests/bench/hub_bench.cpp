@@ -10,6 +10,7 @@
 //   hub_bench latency N DIR|URL RATE   N tasks submitted one by one at RATE/s: enqueue -> start p50/p99
 #include "actors/scheduler.hpp"
 #include "actors/task_protocol.hpp"
+#include "runtime/introspection.hpp"
 #include "runtime/actor_runtime.hpp"
 #include "runtime/clock.hpp"
 #include "runtime/process_stats.hpp"
@@ -202,8 +203,27 @@ int latency(int n, const std::string& where, double rate) {
   return 0;
 }
 
-int inproc(int n, const std::string& dir) {
+// traced: the scheduler (the busiest actor) is traced the way GET .../trace does it (every
+// message offered, at most 200 recorded per second, a reader draining the ring every 100 ms).
+int inproc(int n, const std::string& dir, bool traced) {
   Hub hub(dir, int(std::max(1u, std::thread::hardware_concurrency())), {"worker:general:8"}, 1'000'000);
+  std::atomic<bool> tracing{traced};
+  uint64_t recorded = 0;
+  auto probe = runtime::introspection::Registry::of(hub.system).find(hub.scheduler.id());
+  std::thread reader;
+  if (traced) {
+    probe->start_trace(1, 200);
+    reader = std::thread([&] {
+      uint64_t after = 0, lost = 0;
+      while (tracing) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(100));
+        for (const auto& e : probe->trace_after(after, 500, &lost)) {
+          after = e.seq;
+          recorded += json{{"seq", e.seq}, {"type", e.type}, {"sender", e.sender}, {"size", e.size}}.dump().size() > 0;
+        }
+      }
+    });
+  }
   auto start = Clock::now();
   std::thread submitter([&] { hub.submit_all(n, ""); });
   int64_t done = 0;
@@ -214,8 +234,13 @@ int inproc(int n, const std::string& dir) {
   }
   double secs = seconds_since(start);
   submitter.join();
+  if (traced) {
+    tracing = false;
+    reader.join();
+    probe->stop_trace();
+  }
   auto stats = hub.store->stats();
-  std::cout << json{{"figure", "tasks_inproc"}, {"tasks", n}, {"seconds", secs}, {"tasks_per_second", n / secs},
+  std::cout << json{{"figure", "tasks_inproc"}, {"traced", traced}, {"trace_events_read", recorded}, {"tasks", n}, {"seconds", secs}, {"tasks_per_second", n / secs},
                     {"commits", stats.writes}, {"commit_seconds", stats.total_commit_ms / 1000}, {"rows_per_commit", double(stats.rows_written) / double(std::max<int64_t>(1, stats.writes))}}.dump()
             << std::endl;
   return 0;
@@ -307,13 +332,14 @@ int seed(int n, const std::string& dir) {
 
 int main(int argc, char** argv) {
   if (argc < 3) {
-    std::cerr << "usage: hub_bench inproc|caf_rr|bare_http|pending|seed|breaker_overhead|durable|raw_insert|latency N [DIR|URL] [RATE]\n";
+    std::cerr << "usage: hub_bench inproc|inproc_traced|caf_rr|bare_http|pending|seed|breaker_overhead|durable|raw_insert|latency N [DIR|URL] [RATE]\n";
     return 2;
   }
   std::string mode = argv[1];
   int n = std::atoi(argv[2]);
   std::string dir = argc > 3 ? argv[3] : "/tmp";
-  if (mode == "inproc") return inproc(n, dir);
+  if (mode == "inproc") return inproc(n, dir, false);
+  if (mode == "inproc_traced") return inproc(n, dir, true);
   if (mode == "caf_rr") return caf_rr(n);
   if (mode == "bare_http") return bare_http(n);
   if (mode == "pending") return pending(n, dir);
