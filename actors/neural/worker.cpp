@@ -579,6 +579,11 @@ caf::behavior neural_worker(Worker* self, NeuralOptions options) {
       [=](neural_job_atom, const std::string& task_id, const std::string& type, const std::string& payload_json) -> Outcome {
         auto payload = json::parse(payload_json, nullptr, false);
         if (!payload.is_object()) return job_failed("payload: expected a JSON object");
+        self->set_state(type + " " + task_id);
+        struct Idle {
+          Worker* self;
+          ~Idle() { self->set_state("idle"); }
+        } idle{self};
         try {
           Outcome o;
           o.ok = true;
@@ -586,9 +591,11 @@ caf::behavior neural_worker(Worker* self, NeuralOptions options) {
           return o;
         } catch (const JobError& e) {
           clear_progress(task_id);
+          self->note_error();
           return job_failed(e.what());
         } catch (const std::exception& e) {
           clear_progress(task_id);
+          self->note_error();
           return job_failed(std::string("neural job failed: ") + e.what(), true);
         }
       },
