@@ -34,8 +34,7 @@ class Instrumented : public caf::stateful_actor<State> {
     auto result = super::consume(x);
     auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - started).count();
     if (result != caf::invoke_message_result::skipped)
-      probe_->handled(ns, this->mailbox().size(), result == caf::invoke_message_result::dropped,
-                      traced ? &*traced : nullptr);
+      probe_->handled(ns, mailbox_size(), result == caf::invoke_message_result::dropped, traced ? &*traced : nullptr);
     return result;
   }
 
@@ -47,7 +46,16 @@ class Instrumented : public caf::stateful_actor<State> {
   introspection::Probe& probe() { return *probe_; }
 
  private:
+  // Reading the mailbox's size costs about as much as the rest of the bookkeeping: it is read
+  // after every message while messages wait, and after every 16th while the mailbox is empty.
+  size_t mailbox_size() {
+    if (last_mailbox_ != 0 || (++mailbox_reads_skipped_ & 15) == 0) last_mailbox_ = this->mailbox().size();
+    return last_mailbox_;
+  }
+
   std::shared_ptr<introspection::Probe> probe_;
+  size_t last_mailbox_ = 0;
+  uint32_t mailbox_reads_skipped_ = 0;
 };
 
 }  // namespace hub::runtime

@@ -56,11 +56,11 @@ class Probe {
  public:
   Probe(uint64_t id, caf::actor_addr address, int64_t started_ms);
 
-  // Called by the owning actor only.
+  // Called by the owning actor only (single writer: its counters are not read-modify-written).
   void describe(std::string kind, std::string name, uint64_t parent, bool inspectable);
   void set_state(const std::string& state);
   void set_parent(uint64_t parent) { parent_ = parent; }
-  void note_error() { errors_.fetch_add(1, std::memory_order_relaxed); }
+  void note_error() { errors_.store(errors_.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed); }
   bool tracing() const { return tracers_.load(std::memory_order_relaxed) > 0; }
   // While tracing: whether this message is recorded (sampling and the rate bound decide),
   // so that only recorded messages pay for being described.

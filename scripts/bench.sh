@@ -216,6 +216,21 @@ run_actors() {
   kill -TERM "$NODE"; wait "$NODE" 2>/dev/null
 }
 
+# What the registry costs every actor: CAF request/response to a plain actor vs to an
+# instrumented one (the worst case: the handler itself does nothing), 6 alternating pairs.
+run_instrumentation() {
+  local plain=() inst=() i r
+  for i in 1 2 3 4 5 6; do
+    plain+=("$($B caf_rr 1000000 | tail -1 | jq .requests_per_second)")
+    inst+=("$($B caf_rr_instrumented 1000000 | tail -1 | jq .requests_per_second)")
+  done
+  r=$(jq -nc --argjson p "$(printf '%s\n' "${plain[@]}" | jq -s .)" --argjson i "$(printf '%s\n' "${inst[@]}" | jq -s .)" \
+    '{figure:"instrumentation_overhead", plain_requests_per_second:$p, instrumented_requests_per_second:$i,
+      cost:(1 - ($i | add) / ($p | add)), added_ns_per_message:((($p | length) / ($i | add) - ($p | length) / ($p | add)) * 1e9)}')
+  figure instrumentation_overhead "$(jq -r '.cost * 1000 | round / 10' <<<"$r")" "% slower" \
+    "(reference: empty handler; +$(jq -r '.added_ns_per_message | round' <<<"$r") ns per message)" "$r"
+}
+
 # Tracing the scheduler under load, against the same workload untraced: three alternating pairs.
 run_trace() {
   local n=${BENCH_TASKS:-100000} off=() on=() r i
@@ -320,7 +335,7 @@ run_cluster() {
 
 want=("$@")
 [ ${#want[@]} -eq 0 ] && want=(caf_request_response tasks_inproc tasks_http pending_memory restart_recovery metrics_scrape auth_overhead breaker_overhead
-                               durable cluster mlp_train routing_quality actors_list trace_overhead top_cpu)
+                               durable cluster mlp_train routing_quality actors_list instrumentation_overhead trace_overhead top_cpu)
 for f in "${want[@]}"; do
   case "$f" in
     caf_request_response) run_caf ;;
@@ -337,6 +352,7 @@ for f in "${want[@]}"; do
     routing_quality|routing_failed_attempts|routing_completion_time) run_routing ;;
     actors_list) run_actors ;;
     trace_overhead) run_trace ;;
+    instrumentation_overhead) run_instrumentation ;;
     top_cpu) run_top ;;
     cluster_placement_overhead) run_cluster placement ;;
     cluster_throughput_ratio) run_cluster throughput ;;

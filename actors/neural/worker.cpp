@@ -636,6 +636,7 @@ caf::behavior neural_pool(Pool* self, NeuralOptions options) {
     st.busy.push_back(0);
   }
   spdlog::info("neural: {} workers on the {} backend", st.options.workers, st.backend);
+  self->set_state(std::to_string(st.options.workers) + " workers on " + st.backend);
   self->set_down_handler([=](caf::down_msg& dm) {
     auto& st = self->state;
     for (size_t i = 0; i < st.workers.size(); ++i) {
@@ -645,6 +646,7 @@ caf::behavior neural_pool(Pool* self, NeuralOptions options) {
       st.workers[i] = start_worker(self);
       st.busy[i] = 0;
       ++st.restarts;
+      self->note_error();
       runtime::metrics::Registry::global()
           .counter(runtime::metrics::names::supervisor_restarts, "Children restarted by a supervisor, by supervisor and kind",
                    {{"supervisor", "neural"}, {"kind", "neural_worker"}})

@@ -10,6 +10,7 @@
 //   hub_bench latency N DIR|URL RATE   N tasks submitted one by one at RATE/s: enqueue -> start p50/p99
 #include "actors/scheduler.hpp"
 #include "actors/task_protocol.hpp"
+#include "runtime/instrumented.hpp"
 #include "runtime/introspection.hpp"
 #include "runtime/actor_runtime.hpp"
 #include "runtime/clock.hpp"
@@ -248,10 +249,18 @@ int inproc(int n, const std::string& dir, bool traced) {
 
 using ping_atom = caf::atom_constant<caf::atom("ping")>;
 
-int caf_rr(int n) {
+struct PongState {};
+
+// instrumented: the answering actor is a runtime::Instrumented one (registry entry, counters,
+// handling time, mailbox size per message), as every actor of the node is.
+int caf_rr(int n, bool instrumented) {
   runtime::HubActorConfig cfg(int(std::max(1u, std::thread::hardware_concurrency())), "stealing");
   caf::actor_system system{cfg};
-  auto pong = system.spawn([]() -> caf::behavior { return {[](ping_atom, int64_t x) { return x + 1; }}; });
+  auto pong = instrumented ? system.spawn([](runtime::Instrumented<PongState>* self) -> caf::behavior {
+    self->describe("pong", "");
+    return {[](ping_atom, int64_t x) { return x + 1; }};
+  })
+                           : system.spawn([]() -> caf::behavior { return {[](ping_atom, int64_t x) { return x + 1; }}; });
   auto start = Clock::now();
   caf::scoped_actor self{system};
   auto driver = system.spawn([=](caf::event_based_actor* me) -> caf::behavior {
@@ -269,7 +278,9 @@ int caf_rr(int n) {
   self->wait_for(driver);
   double secs = seconds_since(start);
   caf::anon_send_exit(pong, caf::exit_reason::user_shutdown);
-  std::cout << json{{"figure", "caf_request_response"}, {"requests", n}, {"seconds", secs}, {"requests_per_second", n / secs}}.dump()
+  std::cout << json{{"figure", "caf_request_response"}, {"instrumented", instrumented}, {"requests", n}, {"seconds", secs},
+                    {"requests_per_second", n / secs}}
+                   .dump()
             << std::endl;
   return 0;
 }
@@ -332,7 +343,7 @@ int seed(int n, const std::string& dir) {
 
 int main(int argc, char** argv) {
   if (argc < 3) {
-    std::cerr << "usage: hub_bench inproc|inproc_traced|caf_rr|bare_http|pending|seed|breaker_overhead|durable|raw_insert|latency N [DIR|URL] [RATE]\n";
+    std::cerr << "usage: hub_bench inproc|inproc_traced|caf_rr|caf_rr_instrumented|bare_http|pending|seed|breaker_overhead|durable|raw_insert|latency N [DIR|URL] [RATE]\n";
     return 2;
   }
   std::string mode = argv[1];
@@ -340,7 +351,8 @@ int main(int argc, char** argv) {
   std::string dir = argc > 3 ? argv[3] : "/tmp";
   if (mode == "inproc") return inproc(n, dir, false);
   if (mode == "inproc_traced") return inproc(n, dir, true);
-  if (mode == "caf_rr") return caf_rr(n);
+  if (mode == "caf_rr") return caf_rr(n, false);
+  if (mode == "caf_rr_instrumented") return caf_rr(n, true);
   if (mode == "bare_http") return bare_http(n);
   if (mode == "pending") return pending(n, dir);
   if (mode == "seed") return seed(n, dir);
