@@ -11,6 +11,7 @@
 #include <caf/response_promise.hpp>
 #include <caf/sec.hpp>
 #include <caf/stateful_actor.hpp>
+#include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
 
 namespace hub::runtime {
@@ -82,7 +83,7 @@ void commit(StoreActor* self) {
 caf::behavior store_actor(StoreActor* self, Store* store, BreakerPolicy policy) {
   self->state.store = store;
   self->state.breaker = BreakerRegistry::global().get("store", "store", store->backend(), policy);
-  self->describe("store", store->backend());
+  self->describe("store", store->backend(), nullptr, true);
   self->set_state("breaker " + self->state.breaker->state(now_ms()));
   return {
       [=](persist_atom, WriteBatch& batch) -> caf::result<bool> {
@@ -98,6 +99,19 @@ caf::behavior store_actor(StoreActor* self, Store* store, BreakerPolicy policy) 
       [=](flush_atom) -> bool {
         commit(self);
         return true;
+      },
+      [=](introspection::introspect_atom) {
+        auto& st = self->state;
+        auto b = st.breaker->snapshot(now_ms());
+        auto stats = st.store->stats();
+        return nlohmann::json{{"backend", st.store->backend()},
+                              {"rows_waiting", st.pending.size()},
+                              {"writers_waiting", st.waiting.size()},
+                              {"commits", stats.writes},
+                              {"rows_written", stats.rows_written},
+                              {"breaker", {{"state", b.state}, {"successes", b.successes}, {"failures", b.failures},
+                                           {"rejected", b.rejected}, {"trips", b.trips}, {"last_reason", b.last_reason}}}}
+            .dump();
       },
       [=](renew_atom, const std::string& owner, int64_t until_ms) -> caf::result<bool> {
         commit(self);

@@ -59,6 +59,8 @@ check "the supervisor restarted the agent as a new actor" test -n "$restarted"
 check "the supervision tree counts the restart" \
   bash -c "curl -s '$u/api/supervisors' | jq -e '[.. | objects | select(.kind? == \"agent\") | .restarts] | add >= 1'"
 store=$(jq -r '[.data.actors[] | select(.kind == "store")][0].id' "$t/all.json")
+check "the store's detail shows its breaker and commits" \
+  bash -c "curl -s '$u/api/actors/$node/$store' | jq -e '.data.summary.breaker.state == \"closed\" and .data.summary.commits >= 1'"
 check "an unsupervised actor (the store) is not killed: 409" \
   bash -c "curl -s -o /dev/null -w '%{http_code}' -XPOST '$u/api/actors/$node/$store/kill' | grep -q 409"
 check "the node still completes tasks" bash -c "curl -s '$u/api/tasks/$(submit)/wait?timeout_ms=10000' | jq -e '.data.status == \"completed\"'"
