@@ -346,7 +346,7 @@ void trace_actor(Context& ctx, Call& call) {
                         {"size", e.size}, {"handling_us", e.handling_us}},
                        e.seq);
         }
-        bool gone = !caf::actor_cast<caf::actor>(probe->address());
+        bool gone = !Registry::of(*ctx.deps.system).find(info.id) || !caf::actor_cast<caf::actor>(probe->address());
         if (gone || ctx.draining || std::chrono::steady_clock::now() >= deadline) {
           chunk += sse("end", {{"events", stream->sent}, {"not_recorded", lost},
                                {"reason", gone ? "the actor stopped" : ctx.draining ? "the node is stopping" : "time is up"}});

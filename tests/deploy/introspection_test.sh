@@ -76,6 +76,10 @@ check "the trace streams the scheduler's messages (submit among them) and ends" 
 check "trace events carry sender, size and handling time" \
   bash -c "grep '^data: ' '$t/trace.txt' | sed 's/^data: //' | jq -se '[.[] | select(.type == \"ready\")][0] | (.sender | test(\"task\")) and .size > 0 and (.handling_us | type) == \"number\"'"
 check "tracing is off again once the stream ends" bash -c "curl -s '$u/api/actors/$node/$sched' | jq -e '.data.traced == false'"
+short=$(submit sleep '{"ms":800}'); sleep 0.2
+short_actor=$(curl -s "$u/api/actors?kind=task" | jq -r --arg id "$short" '.data.actors[] | select(.name == $id) | .id')
+check "a trace ends when its actor stops, saying so" \
+  bash -c "timeout 8 curl -sN '$u/api/actors/$node/$short_actor/trace?seconds=60' | grep -q 'the actor stopped'"
 check "seconds=0 is refused naming the field" bash -c "curl -s '$u/api/actors/$node/$sched/trace?seconds=0' | jq -e '.error.field == \"seconds\"'"
 
 echo "introspection: event feed"
