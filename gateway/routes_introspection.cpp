@@ -216,14 +216,22 @@ std::optional<uint64_t> actor_id(const Call& call) {
   return v;
 }
 
-void get_actor(Context& ctx, Call& call) {
-  if (!ctx.attached) return send_error(call, ApiError::unavailable("the node is starting", 1));
+// The live local actor a /api/actors/{node}/{id} request names; null once the request is
+// answered (relayed to its node, refused, or not found).
+std::shared_ptr<runtime::introspection::Probe> named_actor(Context& ctx, Call& call) {
+  if (!ctx.attached) return send_error(call, ApiError::unavailable("the node is starting", 1)), nullptr;
   const auto& node = call.path_params.at("node");
-  if (node != ctx.deps.node) return relay(ctx, call, node, "GET", call.req.path);
+  if (node != ctx.deps.node) return relay(ctx, call, node, call.req.method, call.req.path), nullptr;
   auto id = actor_id(call);
-  if (!id) return send_error(call, ApiError::bad_request("id", "the actor id must be a positive integer"));
+  if (!id) return send_error(call, ApiError::bad_request("id", "the actor id must be a positive integer")), nullptr;
   auto probe = registry(ctx).find(*id);
-  if (!probe) return send_error(call, ApiError::not_found("no live actor " + std::to_string(*id) + " on node " + node));
+  if (!probe) send_error(call, ApiError::not_found("no live actor " + std::to_string(*id) + " on node " + node));
+  return probe;
+}
+
+void get_actor(Context& ctx, Call& call) {
+  auto probe = named_actor(ctx, call);
+  if (!probe) return;
   auto info = probe->info();
   auto out = actor_json(info, ctx.deps.node);
   out["busy_percent_since_start"] =
@@ -246,22 +254,19 @@ void get_actor(Context& ctx, Call& call) {
 }
 
 void kill_actor(Context& ctx, Call& call) {
-  if (!ctx.attached) return send_error(call, ApiError::unavailable("the node is starting", 1));
-  const auto& node = call.path_params.at("node");
-  if (node != ctx.deps.node) return relay(ctx, call, node, "POST", call.req.path);
-  auto id = actor_id(call);
-  if (!id) return send_error(call, ApiError::bad_request("id", "the actor id must be a positive integer"));
-  auto probe = registry(ctx).find(*id);
-  if (!probe) return send_error(call, ApiError::not_found("no live actor " + std::to_string(*id) + " on node " + node));
+  auto probe = named_actor(ctx, call);
+  if (!probe) return;
   auto info = probe->info();
+  auto id = info.id;
+  const auto& node = ctx.deps.node;
   if (info.parent == 0)
-    return send_error(call, ApiError::conflict("actor " + std::to_string(*id) + " (" + info.kind +
+    return send_error(call, ApiError::conflict("actor " + std::to_string(id) + " (" + info.kind +
                                                ") has no supervisor or owner to restart it; killing it would stop that part of the node for good"));
   auto parent = registry(ctx).find(info.parent);
   caf::anon_send_exit(probe->address(), caf::exit_reason::kill);
-  spdlog::warn("introspection: actor {} ({} {}) killed on request {}", *id, info.kind, info.name, call.request_id);
+  spdlog::warn("introspection: actor {} ({} {}) killed on request {}", id, info.kind, info.name, call.request_id);
   send_data(call, 202,
-            {{"id", *id},
+            {{"id", id},
              {"node", node},
              {"kind", info.kind},
              {"name", info.name},

@@ -111,25 +111,16 @@ SystemSample SystemMonitor::sample_now() {
   s.task_failure_rate = finished > last_finished_ ? (failed - last_failed_) / (finished - last_finished_) : 0;
   s.agent_failure_rate =
       attempts > last_attempts_ ? (failed_attempts - last_failed_attempts_) / (attempts - last_attempts_) : 0;
-  auto http = registry.histogram_merged(m::http_duration);
-  if (http.count > last_http_count_ && last_http_cumulative_.size() == http.cumulative.size()) {
-    auto delta = http;
-    for (size_t i = 0; i < delta.cumulative.size(); ++i) delta.cumulative[i] -= last_http_cumulative_[i];
-    delta.count -= last_http_count_;
-    s.http_p95_ms = delta.quantile(0.95) * 1000;
-  }
-  auto tasks = registry.histogram_merged(m::task_duration);
-  if (tasks.count > last_task_count_ && last_task_cumulative_.size() == tasks.cumulative.size()) {
-    auto delta = tasks;
-    for (size_t i = 0; i < delta.cumulative.size(); ++i) delta.cumulative[i] -= last_task_cumulative_[i];
-    delta.count -= last_task_count_;
-    s.task_p95_ms = delta.quantile(0.95) * 1000;
-  }
-  last_task_cumulative_ = tasks.cumulative;
-  last_task_count_ = tasks.count;
+  // p95 over the interval: the histogram now minus the one of the last sample.
+  auto interval_p95_ms = [&](const char* name, metrics::Histogram::Snapshot& last) {
+    auto now = registry.histogram_merged(name);
+    double p95 = now.count > last.count && now.cumulative.size() == last.cumulative.size() ? now.minus(last).quantile(0.95) * 1000 : 0;
+    last = std::move(now);
+    return p95;
+  };
+  s.http_p95_ms = interval_p95_ms(m::http_duration, last_http_);
+  s.task_p95_ms = interval_p95_ms(m::task_duration, last_tasks_);
   s.queue_depth = registry.gauge_sum(m::task_queue_depth);
-  last_http_cumulative_ = http.cumulative;
-  last_http_count_ = http.count;
   last_finished_ = finished;
   last_failed_ = failed;
   last_attempts_ = attempts;

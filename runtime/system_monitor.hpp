@@ -5,6 +5,7 @@
 #pragma once
 
 #include "config/config.hpp"
+#include "runtime/metrics.hpp"
 
 #include <atomic>
 #include <condition_variable>
@@ -82,10 +83,7 @@ class SystemMonitor {
   uint64_t last_cpu_busy_ = 0, last_cpu_total_ = 0;
   double last_finished_ = 0, last_failed_ = 0, last_attempts_ = 0, last_failed_attempts_ = 0;
   int64_t last_sample_ms_ = 0;
-  std::vector<uint64_t> last_http_cumulative_;
-  uint64_t last_http_count_ = 0;
-  std::vector<uint64_t> last_task_cumulative_;
-  uint64_t last_task_count_ = 0;
+  metrics::Histogram::Snapshot last_http_, last_tasks_;  // as of the last sample
   int64_t last_alert_ms_ = 0;
 };
 

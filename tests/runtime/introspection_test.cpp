@@ -63,6 +63,7 @@ BOOST_AUTO_TEST_CASE(actors_are_listed_with_their_counters_and_leave_when_they_e
   caf::anon_send(b, fail_atom::value);
   BOOST_REQUIRE(eventually([&] { return registry.find(b.id()) && registry.find(b.id())->info().errors == 1; }));
 
+  BOOST_REQUIRE(eventually([&] { return registry.find(a.id())->info().messages == 5u; }));
   auto info = registry.find(a.id())->info();
   BOOST_TEST(info.kind == "echo");
   BOOST_TEST(info.name == "first");
@@ -102,11 +103,15 @@ BOOST_AUTO_TEST_CASE(a_trace_records_type_sender_and_size_only_while_asked_sampl
   auto& registry = Registry::of(system);
   auto a = system.spawn(echo, std::string("traced"));
   caf::scoped_actor self{system};
-  auto ping = [&](int n) {
-    for (int i = 0; i < n; ++i) self->request(a, caf::infinite, ping_atom::value, i).receive([](int) {}, [](caf::error&) {});
-  };
   auto probe = registry.find(a.id());
   BOOST_REQUIRE(probe);
+  // The answer reaches us before the actor's bookkeeping of that message ends: wait for it.
+  uint64_t sent = 0;
+  auto ping = [&](int n) {
+    for (int i = 0; i < n; ++i) self->request(a, caf::infinite, ping_atom::value, i).receive([](int) {}, [](caf::error&) {});
+    sent += uint64_t(n);
+    BOOST_REQUIRE(eventually([&] { return probe->info().messages == sent; }));
+  };
   ping(3);
   uint64_t lost = 0;
   BOOST_TEST(probe->trace_after(0, 100, &lost).empty());  // off unless asked
