@@ -26,6 +26,18 @@ int show(const Options& o, const Reply& r, const std::function<void(const json&)
   return 0;
 }
 
+// Prints an event stream until it ends: one JSON line per event with --json, else `human`.
+int follow(const Options& o, const std::string& path, const std::function<void(const std::string&, const json&)>& human) {
+  auto error = Client(o).stream(path, [&](const std::string& event, const json& data) {
+    if (o.as_json) std::cout << json{{"event", event}, {"data", data}}.dump() << std::endl;
+    else human(event, data);
+    return true;
+  });
+  if (error.empty()) return 0;
+  std::cerr << "hivectl: " << error << "\n";
+  return 1;
+}
+
 int bad_actor_ref(const std::string& ref) {
   std::cerr << "hivectl: \"" << ref << "\" is not NODE/ID (as `hivectl actors` shows them, e.g. node-1:3001/42)\n";
   return 2;
@@ -275,33 +287,15 @@ int main(int argc, char** argv) {
         std::cout << "killed " << cell(d["kind"]) << " " << cell(d["name"]) << " (" << cell(d["node"]) << "/" << cell(d["id"])
                   << "): " << cell(d["message"]) << "\n";
       });
-    Client client(o);
-    auto error = client.stream(base + "/trace?seconds=" + std::to_string(trace_seconds) + "&sample=" + std::to_string(trace_sample),
-                               [&](const std::string& event, const json& data) {
-                                 if (o.as_json) std::cout << json{{"event", event}, {"data", data}}.dump() << std::endl;
-                                 else print_trace_event(event, data);
-                                 return true;
-                               });
-    if (!error.empty()) {
-      std::cerr << "hivectl: " << error << "\n";
-      return 1;
-    }
-    return 0;
+    return follow(o, base + "/trace?seconds=" + std::to_string(trace_seconds) + "&sample=" + std::to_string(trace_sample),
+                  print_trace_event);
   }
   if (*events) {
-    Client client(o);
     auto path = "/api/events?seconds=" + std::to_string(events_seconds) + (events_types.empty() ? "" : "&types=" + events_types);
-    auto error = client.stream(path, [&](const std::string& event, const json& data) {
-      if (o.as_json) std::cout << json{{"event", event}, {"data", data}}.dump() << std::endl;
-      else std::cout << cell(data.value("at", json())) << "  " << std::left << std::setw(11) << event << " "
-                     << (data.contains("data") ? data["data"].dump() : data.dump()) << std::endl;
-      return true;
+    return follow(o, path, [](const std::string& event, const json& data) {
+      std::cout << cell(data.value("at", json())) << "  " << std::left << std::setw(11) << event << " "
+                << (data.contains("data") ? data["data"].dump() : data.dump()) << std::endl;
     });
-    if (!error.empty()) {
-      std::cerr << "hivectl: " << error << "\n";
-      return 1;
-    }
-    return 0;
   }
   if (*alerts) {
     return show(o, call(o, "GET", "/api/monitoring/alerts"), [](const json& d) {
