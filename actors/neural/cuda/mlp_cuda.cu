@@ -11,6 +11,7 @@
 #include <cmath>
 #include <stdexcept>
 #include <string>
+#include <utility>
 
 namespace hub::neural {
 
@@ -79,9 +80,18 @@ __global__ void adam_step(float* w, float* m, float* v, const float* g, size_t n
   w[i] -= lr * (m[i] / c1) / (sqrtf(v[i] / c2) + eps);
 }
 
+// Device memory owned by one object: moves, never copies (a copy would free twice).
 struct Buffer {
   float* p = nullptr;
   size_t n = 0;
+  Buffer() = default;
+  Buffer(const Buffer&) = delete;
+  Buffer& operator=(const Buffer&) = delete;
+  Buffer(Buffer&& o) noexcept : p(std::exchange(o.p, nullptr)), n(std::exchange(o.n, 0)) {}
+  Buffer& operator=(Buffer&& o) noexcept {
+    std::swap(p, o.p), std::swap(n, o.n);
+    return *this;
+  }
   void resize(size_t count) {
     if (count <= n) return;
     if (p) cudaFree(p);
@@ -345,6 +355,7 @@ double cuda_sgemm_gflops(int n, int repeats) {
   cudaEventSynchronize(stop);
   float ms = 0;
   cudaEventElapsedTime(&ms, start, stop);
+  cudaEventDestroy(start), cudaEventDestroy(stop);
   cublasDestroy(h);
   return 2.0 * double(n) * n * n * repeats / (double(ms) / 1000.0) / 1e9;
 }
