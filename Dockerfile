@@ -6,7 +6,7 @@ RUN apt-get update && apt-get install -y --no-install-recommends \
       build-essential cmake ninja-build pkg-config git ca-certificates \
       libcaf-dev libopenblas-dev libprotobuf-dev protobuf-compiler libpq-dev libsqlite3-dev libspdlog-dev \
       libtoml11-dev libcpp-httplib-dev libboost-test-dev nlohmann-json3-dev libjwt-dev \
-      libcli11-dev libssl-dev libsodium-dev \
+      libcli11-dev libssl-dev libsodium-dev libjemalloc-dev \
     && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .
@@ -17,7 +17,7 @@ RUN cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release -DHUB_BUILD_TESTS=OF
 FROM debian:bookworm-slim
 RUN apt-get update && apt-get install -y --no-install-recommends \
       ca-certificates curl libopenblas0-pthread libprotobuf32 libcaf-io0.17 libcaf-core0.17 libcpp-httplib0.11 libspdlog1.10 libfmt9 \
-      libsqlite3-0 libpq5 libssl3 libjwt0 libsodium23 \
+      libsqlite3-0 libpq5 libssl3 libjwt0 libsodium23 libjemalloc2 \
     && rm -rf /var/lib/apt/lists/* \
     && useradd -r -s /bin/false ai-orchestrator \
     && mkdir -p /opt/ai-orchestrator-hub/settings /var/lib/ai-orchestrator-hub/data /var/log/ai-orchestrator-hub \

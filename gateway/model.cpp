@@ -188,7 +188,7 @@ std::variant<TaskRecord, ApiError> task_from_json(const json& body, const TaskDe
   if (t.idempotency_key.empty()) t.idempotency_key = idempotency_header;
   if (t.idempotency_key.size() > 200)
     return ApiError::bad_request("idempotency_key", "the idempotency key is longer than 200 bytes");
-  t.id = runtime::new_uuid();
+  t.id = runtime::new_time_uuid();
   t.status = "pending";
   t.created_at = t.updated_at = runtime::now_ms();
   return t;

@@ -1,6 +1,7 @@
 #include "runtime/clock.hpp"
 
 #include <chrono>
+#include <cstdint>
 #include <cstdio>
 #include <ctime>
 #include <random>
@@ -13,13 +14,26 @@ int64_t now_ms() {
 }
 
 std::string rfc3339(int64_t epoch_ms) {
-  std::time_t t = epoch_ms / 1000;
-  std::tm tm{};
-  gmtime_r(&t, &tm);
-  char buf[64];
-  std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
-                tm.tm_hour, tm.tm_min, tm.tm_sec, int(epoch_ms % 1000));
-  return buf;
+  // The store formats several timestamps per task, mostly within the same second: the date and
+  // time of day are formatted once per second (per thread), the milliseconds by hand.
+  thread_local int64_t cached_second = INT64_MIN;
+  thread_local char prefix[64];
+  int64_t second = epoch_ms >= 0 ? epoch_ms / 1000 : (epoch_ms - 999) / 1000;
+  if (second != cached_second) {
+    std::time_t t = std::time_t(second);
+    std::tm tm{};
+    gmtime_r(&t, &tm);
+    std::snprintf(prefix, sizeof prefix, "%04d-%02d-%02dT%02d:%02d:%02d.", tm.tm_year + 1900, tm.tm_mon + 1,
+                  tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec);
+    cached_second = second;
+  }
+  int ms = int(epoch_ms - second * 1000);
+  std::string out(prefix);
+  out += char('0' + ms / 100);
+  out += char('0' + ms / 10 % 10);
+  out += char('0' + ms % 10);
+  out += 'Z';
+  return out;
 }
 
 std::string now_rfc3339() { return rfc3339(now_ms()); }
@@ -40,6 +54,19 @@ std::string new_uuid() {
   uint64_t hi = rng(), lo = rng();
   hi = (hi & 0xffffffffffff0fffULL) | 0x0000000000004000ULL;  // version 4
   lo = (lo & 0x3fffffffffffffffULL) | 0x8000000000000000ULL;  // variant 10
+  char buf[40];
+  std::snprintf(buf, sizeof buf, "%08x-%04x-%04x-%04x-%012llx", unsigned(hi >> 32), unsigned((hi >> 16) & 0xffff),
+                unsigned(hi & 0xffff), unsigned(lo >> 48), static_cast<unsigned long long>(lo & 0xffffffffffffULL));
+  return buf;
+}
+
+std::string new_time_uuid() {
+  // Version 7: 48 bits of Unix milliseconds, then random bits. Ids made later sort later, so
+  // the store's indexes on task ids grow at their right edge instead of everywhere.
+  thread_local std::mt19937_64 rng{std::random_device{}() ^ (uint64_t(std::random_device{}()) << 32)};
+  uint64_t ms = uint64_t(now_ms()) & 0xffffffffffffULL;
+  uint64_t hi = (ms << 16) | 0x7000ULL | (rng() & 0x0fffULL);
+  uint64_t lo = (rng() & 0x3fffffffffffffffULL) | 0x8000000000000000ULL;  // variant 10
   char buf[40];
   std::snprintf(buf, sizeof buf, "%08x-%04x-%04x-%04x-%012llx", unsigned(hi >> 32), unsigned((hi >> 16) & 0xffff),
                 unsigned(hi & 0xffff), unsigned(lo >> 48), static_cast<unsigned long long>(lo & 0xffffffffffffULL));

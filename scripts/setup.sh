@@ -7,7 +7,7 @@ BUILD_PACKAGES=(
   build-essential cmake ninja-build ccache pkg-config git
   libcaf-dev libopenblas-dev libprotobuf-dev protobuf-compiler libpq-dev libsqlite3-dev libspdlog-dev
   libtoml11-dev libcpp-httplib-dev libboost-test-dev nlohmann-json3-dev libjwt-dev
-  libcli11-dev libssl-dev libsodium-dev libncurses-dev libreadline-dev
+  libcli11-dev libssl-dev libsodium-dev libncurses-dev libreadline-dev libjemalloc-dev
 )
 TEST_PACKAGES=(postgresql sqlite3 curl jq tmux iproute2 wrk procps logrotate systemd prometheus bc chromium)
 

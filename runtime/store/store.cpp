@@ -8,6 +8,8 @@
 
 #include <algorithm>
 #include <filesystem>
+#include <string_view>
+#include <unordered_map>
 
 namespace hub::runtime {
 
@@ -21,6 +23,41 @@ int priority_rank(const std::string& p) {
   if (p == "medium") return 2;
   if (p == "low") return 3;
   return -1;
+}
+
+void coalesce(WriteBatch& batch) {
+  if (batch.task_updates.empty()) return;
+  std::unordered_map<std::string_view, size_t> last;  // id -> index of its last update
+  last.reserve(batch.task_updates.size());
+  for (size_t i = 0; i < batch.task_updates.size(); ++i) last[batch.task_updates[i].id] = i;
+  // Decide everything before moving anything (the map's keys view the updates' ids).
+  std::vector<bool> keep(batch.task_updates.size(), false);
+  for (size_t i = 0; i < batch.task_updates.size(); ++i) keep[i] = last[batch.task_updates[i].id] == i;
+  std::vector<std::pair<TaskRecord*, size_t>> folds;
+  for (auto& t : batch.tasks) {
+    auto it = last.find(t.id);
+    if (it == last.end()) continue;
+    folds.emplace_back(&t, it->second);
+    keep[it->second] = false;
+  }
+  for (auto [tp, index] : folds) {
+    auto& t = *tp;
+    auto& u = batch.task_updates[index];
+    t.status = std::move(u.status);
+    t.attempts = u.attempts;
+    t.assigned_agent = std::move(u.assigned_agent);
+    t.node = std::move(u.node);
+    t.result_json = std::move(u.result_json);
+    t.error_type = std::move(u.error_type);
+    t.error_message = std::move(u.error_message);
+    t.updated_at = u.updated_at;
+    t.started_at = u.started_at;
+    t.completed_at = u.completed_at;
+  }
+  std::vector<TaskRecord> kept;
+  for (size_t i = 0; i < batch.task_updates.size(); ++i)
+    if (keep[i]) kept.push_back(std::move(batch.task_updates[i]));
+  batch.task_updates = std::move(kept);
 }
 
 std::string sqlite_path(const std::string& url) {

@@ -51,6 +51,11 @@ struct StoreStats {
   double total_commit_ms = 0;
 };
 
+// Folds a batch's state updates into its new tasks and drops updates that a later one of
+// the same task supersedes, so a task created and finished within one commit is one row.
+// What the batch means is unchanged; the rows written are fewer.
+void coalesce(WriteBatch& batch);
+
 class Store {
  public:
   virtual ~Store() = default;

@@ -59,6 +59,7 @@ void commit(StoreActor* self) {
       rp.deliver(caf::make_error(caf::sec::runtime_error, "store: circuit breaker open (" + snap.last_reason + ")"));
     return;
   }
+  coalesce(st.pending);
   auto error = st.store->write(st.pending);
   st.breaker->record(!error, 0, now_ms());
   if (error) self->note_error();

@@ -43,7 +43,7 @@ double seconds_since(Clock::time_point t) { return std::chrono::duration<double>
 
 runtime::TaskRecord echo_task(int i, const std::string& capability = "") {
   runtime::TaskRecord t;
-  t.id = runtime::new_uuid();
+  t.id = runtime::new_time_uuid();
   t.description = "bench " + std::to_string(i);
   t.type = "echo";
   t.payload_json = "{\"i\":" + std::to_string(i) + "}";

@@ -87,7 +87,7 @@ int main(int argc, char** argv) {
       std::vector<runtime::TaskRecord> batch;
       for (int j = i; j < std::min(n, i + chunk); ++j) {
         runtime::TaskRecord t;
-        t.id = runtime::new_uuid();
+        t.id = runtime::new_time_uuid();
         t.description = "routing bench " + std::to_string(j);
         t.type = types[pick() % types.size()];
         t.required_capabilities = {{"general", 0.0}};
