@@ -4,6 +4,7 @@
 #include "actors/task_protocol.hpp"
 #include "runtime/clock.hpp"
 #include "runtime/events.hpp"
+#include "runtime/json_text.hpp"
 #include "runtime/instrumented.hpp"
 #include "runtime/metrics.hpp"
 #include "runtime/store/store_actor.hpp"
@@ -98,13 +99,15 @@ void publish_state(AgentActor* self, const char* event = "state") {
   auto& st = self->state;
   const auto& r = st.record;
   if (st.published_state == r.state && std::string(event) == "state") return;
-  runtime::EventFeed::global().publish("agent", {{"event", event},
-                                                 {"agent_id", r.id},
-                                                 {"name", r.name},
-                                                 {"node", r.node},
-                                                 {"from", st.published_state.empty() ? json() : json(st.published_state)},
-                                                 {"state", r.state},
-                                                 {"running_tasks", st.running.size()}});
+  runtime::EventFeed::global().publish_text("agent", runtime::JsonText()
+                                                         .str("event", event)
+                                                         .str("agent_id", r.id)
+                                                         .str("name", r.name)
+                                                         .str("node", r.node)
+                                                         .str_or_null("from", st.published_state)
+                                                         .str("state", r.state)
+                                                         .num("running_tasks", int64_t(st.running.size()))
+                                                         .done());
   st.published_state = r.state;
 }
 

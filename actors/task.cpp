@@ -3,6 +3,7 @@
 #include "actors/task_protocol.hpp"
 #include "runtime/clock.hpp"
 #include "runtime/events.hpp"
+#include "runtime/json_text.hpp"
 #include "runtime/instrumented.hpp"
 #include "runtime/metrics.hpp"
 #include "runtime/store/store_actor.hpp"
@@ -83,17 +84,19 @@ void transition(TaskActor* self, const std::string& to, const std::string& reaso
   st.record.status = to;
   st.record.updated_at = now;
   self->set_state(to);
-  runtime::EventFeed::global().publish("task", {{"task_id", st.record.id},
-                                                {"from", event.from},
-                                                {"to", to},
-                                                {"type", st.record.type},
-                                                {"priority", st.record.priority},
-                                                {"attempts", st.record.attempts},
-                                                {"agent", st.record.assigned_agent.empty() ? json() : json(st.record.assigned_agent)},
-                                                {"reason", reason}});
+  runtime::EventFeed::global().publish_text("task", runtime::JsonText()
+                                                        .str("task_id", st.record.id)
+                                                        .str("from", event.from)
+                                                        .str("to", to)
+                                                        .str("type", st.record.type)
+                                                        .str("priority", st.record.priority)
+                                                        .num("attempts", st.record.attempts)
+                                                        .str_or_null("agent", st.record.assigned_agent)
+                                                        .str("reason", reason)
+                                                        .done());
   if (runtime::is_terminal(to)) st.record.completed_at = now;
   runtime::WriteBatch batch;
-  batch.task_updates.push_back(st.record);
+  batch.task_updates.push_back(runtime::task_state(st.record));
   batch.events.push_back(std::move(event));
   persist(self, std::move(batch), std::move(then));
 }
@@ -103,7 +106,7 @@ void save(TaskActor* self) {
   auto& st = self->state;
   st.record.updated_at = runtime::now_ms();
   runtime::WriteBatch batch;
-  batch.task_updates.push_back(st.record);
+  batch.task_updates.push_back(runtime::task_state(st.record));
   persist(self, std::move(batch), {});
 }
 

@@ -7,6 +7,7 @@
 #include "runtime/clock.hpp"
 #include "runtime/cluster.hpp"
 #include "runtime/events.hpp"
+#include "runtime/json_text.hpp"
 #include "runtime/introspection.hpp"
 
 #include <caf/actor_system.hpp>
@@ -419,7 +420,8 @@ void events(Context& ctx, Call& call) {
         for (const auto& e : batch) {
           stream->after = e.id;
           if (!types.empty() && std::find(types.begin(), types.end(), e.type) == types.end()) continue;
-          chunk += sse(e.type, {{"id", e.id}, {"at", runtime::rfc3339(e.at_ms)}, {"type", e.type}, {"data", e.data}}, e.id);
+          auto text = runtime::JsonText().num("id", int64_t(e.id)).str("at", runtime::rfc3339(e.at_ms)).str("type", e.type).raw("data", e.data);
+          chunk += "id: " + std::to_string(e.id) + "\nevent: " + e.type + "\ndata: " + text.done() + "\n\n";
         }
         auto now = std::chrono::steady_clock::now();
         if (ctx.draining || now >= deadline) {

@@ -122,6 +122,9 @@ struct WriteBatch {
 };
 
 bool is_terminal(const std::string& status);
+// The part of a task a state update writes (id, status, attempts, agent, node, result, error,
+// times): what WriteBatch::task_updates carries, without the description and payload.
+TaskRecord task_state(const TaskRecord& t);
 int priority_rank(const std::string& priority);  // critical 0 .. low 3; -1 unknown
 
 template <class Inspector>

@@ -6,6 +6,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
@@ -20,7 +21,7 @@ struct Event {
   uint64_t id = 0;
   int64_t at_ms = 0;
   std::string type;  // "task", "agent", "breaker", "alert", "membership"
-  nlohmann::json data;
+  std::string data;  // a JSON object, as text
 };
 
 class EventFeed {
@@ -28,7 +29,9 @@ class EventFeed {
   static EventFeed& global();
   explicit EventFeed(size_t capacity = 4096) : capacity_(capacity) {}
 
-  uint64_t publish(std::string type, nlohmann::json data);
+  uint64_t publish(std::string type, const nlohmann::json& data);
+  // data: a JSON object already written as text (runtime::JsonText); the cheap way for hot paths.
+  uint64_t publish_text(std::string type, std::string data);
   // Events with id > after, oldest first, at most `max`; *missed: how many were dropped
   // from the ring before the reader got to them.
   std::vector<Event> after(uint64_t after, size_t max, uint64_t* missed) const;
@@ -40,6 +43,7 @@ class EventFeed {
   const size_t capacity_;
   mutable std::mutex mutex_;
   mutable std::condition_variable cv_;
+  mutable std::atomic<int> waiters_{0};  // readers in wait_after(): nobody to wake costs nothing
   std::deque<Event> ring_;
   uint64_t last_id_ = 0;
 };

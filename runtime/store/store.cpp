@@ -17,6 +17,24 @@ bool is_terminal(const std::string& status) {
   return status == "completed" || status == "failed" || status == "cancelled";
 }
 
+TaskRecord task_state(const TaskRecord& t) {
+  TaskRecord s;
+  s.id = t.id;
+  s.status = t.status;
+  s.attempts = t.attempts;
+  s.max_attempts = t.max_attempts;
+  s.assigned_agent = t.assigned_agent;
+  s.node = t.node;
+  s.result_json = t.result_json;
+  s.error_type = t.error_type;
+  s.error_message = t.error_message;
+  s.created_at = t.created_at;
+  s.updated_at = t.updated_at;
+  s.started_at = t.started_at;
+  s.completed_at = t.completed_at;
+  return s;
+}
+
 int priority_rank(const std::string& p) {
   if (p == "critical") return 0;
   if (p == "high") return 1;

@@ -4,6 +4,7 @@
 #define BOOST_TEST_MODULE introspection
 #include "runtime/actor_runtime.hpp"
 #include "runtime/events.hpp"
+#include "runtime/json_text.hpp"
 #include "runtime/instrumented.hpp"
 
 #include <boost/test/unit_test.hpp>
@@ -153,7 +154,7 @@ BOOST_AUTO_TEST_CASE(the_event_feed_resumes_after_an_id_and_counts_what_fell_out
   BOOST_TEST(all[0].id == 1u);
   auto rest = feed.after(2, 100, &missed);
   BOOST_REQUIRE(rest.size() == 1u);
-  BOOST_TEST(rest[0].data["n"] == 3);
+  BOOST_TEST(nlohmann::json::parse(rest[0].data)["n"] == 3);
   for (int i = 4; i <= 10; ++i) feed.publish("agent", {{"n", i}});
   auto late = feed.after(1, 100, &missed);
   BOOST_TEST(late.size() == 4u);  // the ring keeps 4
@@ -167,4 +168,20 @@ BOOST_AUTO_TEST_CASE(the_event_feed_resumes_after_an_id_and_counts_what_fell_out
   });
   BOOST_TEST(feed.wait_after(10, std::chrono::seconds(5)));
   later.join();
+}
+
+BOOST_AUTO_TEST_CASE(json_text_writes_valid_json_from_any_bytes) {
+  std::string bad = "quote\" back\\ tab\t nul";
+  bad += '\0';
+  bad += " latin1 \xe9 cut \xe2\x82 ok \xe2\x82\xac surrogate \xed\xa0\x80 end";
+  auto text = hub::runtime::JsonText().str("s", bad).num("n", -7).str_or_null("none", "").raw("raw", "[1,2]").done();
+  auto parsed = nlohmann::json::parse(text);  // throws on invalid JSON or UTF-8
+  auto s = parsed["s"].get<std::string>();
+  BOOST_TEST(s.find("quote\" back\\ tab\t nul") == 0u);
+  BOOST_TEST(s[21] == '\0');
+  BOOST_TEST(s.find("ok \xe2\x82\xac surrogate") != std::string::npos);
+  BOOST_TEST(s.find("latin1 \xef\xbf\xbd cut \xef\xbf\xbd\xef\xbf\xbd ok") != std::string::npos);
+  BOOST_TEST(parsed["n"] == -7);
+  BOOST_TEST(parsed["none"].is_null());
+  BOOST_TEST(parsed["raw"] == nlohmann::json::array({1, 2}));
 }
