@@ -117,6 +117,12 @@ CREATE TABLE models (
     R"sql(
 ALTER TABLE tasks ADD COLUMN inferred TEXT;
 )sql",
+    // 6: the lease index keyed on "has a lease" (terminal tasks have none): its old predicate,
+    // status IN (...), made SQLite build a temporary table for every task row it wrote.
+    R"sql(
+DROP INDEX idx_tasks_lease;
+CREATE INDEX idx_tasks_lease ON tasks(lease_expires_at) WHERE lease_expires_at IS NOT NULL;
+)sql",
 };
 
 class Db {

@@ -60,7 +60,12 @@ BOOST_FIXTURE_TEST_CASE(migrations_create_the_guide_schema_and_reopen_cleanly, F
   sqlite3_finalize(s);
   sqlite3_prepare_v2(db, "SELECT MAX(version) FROM schema_migrations", -1, &s, nullptr);
   BOOST_TEST(sqlite3_step(s) == SQLITE_ROW);
-  BOOST_TEST(sqlite3_column_int(s, 0) == 5);
+  BOOST_TEST(sqlite3_column_int(s, 0) == 6);
+  sqlite3_finalize(s);
+  // The lease index holds tasks that have a lease, and says so without an IN list.
+  sqlite3_prepare_v2(db, "SELECT sql FROM sqlite_master WHERE name = 'idx_tasks_lease'", -1, &s, nullptr);
+  BOOST_REQUIRE(sqlite3_step(s) == SQLITE_ROW);
+  BOOST_TEST(std::string(reinterpret_cast<const char*>(sqlite3_column_text(s, 0))).find("lease_expires_at IS NOT NULL") != std::string::npos);
   sqlite3_finalize(s);
   sqlite3_prepare_v2(db, "PRAGMA journal_mode", -1, &s, nullptr);
   sqlite3_step(s);
