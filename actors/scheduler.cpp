@@ -238,9 +238,21 @@ void dispatch(SchedulerActor* self) {
   auto& st = self->state;
   if (st.draining) return;
   st.placement_now_ms = runtime::now_ms();
+  // Free slots first: when every agent is full, no queued task can be placed, and scanning
+  // thousands of them on every finished task made the scheduler the node's busiest actor.
+  int local_free = 0;
+  for (const auto& [id, a] : st.agents)
+    if (placeable(a, st.placement_now_ms)) local_free += a.record.max_concurrent_tasks - a.reserved;
+  bool remote_free = false;
+  for (const auto& [id, a] : st.remote_agents)
+    if (remote_placeable(st, a)) {
+      remote_free = true;
+      break;
+    }
   for (auto& queue : st.queues) {
     size_t scanned = 0;
-    for (auto it = queue.begin(); it != queue.end() && st.running < st.options.max_concurrent_tasks;) {
+    for (auto it = queue.begin(); it != queue.end() && st.running < st.options.max_concurrent_tasks &&
+                                  (local_free > 0 || remote_free);) {
       if (auto live = st.live.find(it->id); live == st.live.end() || live->second != it->task) {
         it = queue.erase(it);
         continue;
@@ -259,6 +271,7 @@ void dispatch(SchedulerActor* self) {
       }
       if (agent) {
         agent->reserved += 1;
+        local_free -= 1;
         st.running += 1;
         st.assigned_to[it->id] = agent->record.id;
         self->send(it->task, assign_atom::value, agent->handle, agent->record.id);
