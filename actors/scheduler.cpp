@@ -122,6 +122,9 @@ struct SchedulerState {
   std::array<std::list<QueuedTask>, 4> queues;               // by priority rank
   std::list<QueuedTask> parked;                              // no agent could ever run these
   std::unordered_map<std::string, std::string> assigned_to;  // task id -> agent id
+  // Assigned tasks with long timeouts (kWatchedTimeoutMs): id -> (deadline, task). The tick
+  // tells each overdue one; the task checks its own clock.
+  std::unordered_map<std::string, std::pair<int64_t, caf::actor>> watched;
   int running = 0;
   bool draining = false;
   std::vector<caf::response_promise> drain_waiters;
@@ -234,6 +237,24 @@ AgentEntry* best_agent(SchedulerState& st, const QueuedTask& t, bool& only_avoid
   return best ? best : avoided;
 }
 
+void watch(SchedulerState& st, const QueuedTask& t) {
+  if (t.timeout_ms >= kWatchedTimeoutMs) st.watched[t.id] = {st.placement_now_ms + t.timeout_ms, t.task};
+}
+
+// Tells every watched task whose deadline passed (again each tick until it is released).
+void check_overdue(SchedulerActor* self) {
+  auto& st = self->state;
+  auto now = runtime::now_ms();
+  for (auto it = st.watched.begin(); it != st.watched.end();) {
+    if (!st.live.count(it->first)) {
+      it = st.watched.erase(it);
+      continue;
+    }
+    if (it->second.first <= now) self->send(it->second.second, overdue_atom::value);
+    ++it;
+  }
+}
+
 void dispatch(SchedulerActor* self) {
   auto& st = self->state;
   if (st.draining) return;
@@ -264,6 +285,7 @@ void dispatch(SchedulerActor* self) {
           remote->reserved += 1;
           st.running += 1;
           st.assigned_to[it->id] = remote->record.id;
+          watch(st, *it);
           self->send(it->task, assign_atom::value, st.remote_nodes[remote->node].proxy, remote->record.id);
           it = queue.erase(it);
           continue;
@@ -274,6 +296,7 @@ void dispatch(SchedulerActor* self) {
         local_free -= 1;
         st.running += 1;
         st.assigned_to[it->id] = agent->record.id;
+        watch(st, *it);
         self->send(it->task, assign_atom::value, agent->handle, agent->record.id);
         it = queue.erase(it);
         continue;
@@ -314,6 +337,7 @@ void release(SchedulerActor* self, const std::string& task_id) {
   if (auto a = st.agents.find(it->second); a != st.agents.end()) a->second.reserved -= 1;
   else if (auto r = st.remote_agents.find(it->second); r != st.remote_agents.end()) r->second.reserved -= 1;
   st.assigned_to.erase(it);
+  st.watched.erase(task_id);
   st.running -= 1;
   if (st.draining && st.running == 0 && st.remote_runs.empty()) {
     for (auto& rp : st.drain_waiters) rp.deliver(true);
@@ -773,7 +797,7 @@ void accept_submission(SchedulerActor* self, std::vector<TaskRecord> records, Su
     }
     r.node = st.options.node;
     // Known at once, so no second write: no agent could run this task now.
-    if (!could_ever_run(st, QueuedTask{{}, r.id, 0, r.required_capabilities, {}, r.type})) {
+    if (!could_ever_run(st, QueuedTask{{}, r.id, 0, r.required_capabilities, {}, r.type, 0})) {
       r.error_type = "no_matching_agent";
       r.error_message = kNoMatchingAgentMessage;
     }
@@ -836,7 +860,7 @@ bool infer_capabilities(SchedulerActor* self, std::vector<TaskRecord>& records, 
               auto& r = (*held)[asking[k]];
               auto capability = p.value("capability", std::string());
               double confidence = p.value("confidence", 0.0);
-              bool someone_has = could_ever_run(st, QueuedTask{{}, r.id, 0, {{capability, 0.0}}, {}, r.type});
+              bool someone_has = could_ever_run(st, QueuedTask{{}, r.id, 0, {{capability, 0.0}}, {}, r.type, 0});
               bool applied = confidence >= 0.6 && someone_has;
               if (applied) r.required_capabilities = {{capability, 0.0}};
               r.inferred_json = json{{"capabilities", json::array({capability})},
@@ -1186,6 +1210,7 @@ caf::behavior scheduler_actor(SchedulerActor* self, SchedulerOptions options, ca
                         std::to_string(st.running) + " running");
         update_gauges(self);
         maintain_leases(self);
+        check_overdue(self);
         // High priority: the tick jumps a deep mailbox, so a busy scheduler still reports in.
         self->delayed_send<caf::message_priority::high>(self, std::chrono::seconds(1), tick_atom::value);
       },

@@ -44,6 +44,7 @@ struct TaskState {
   caf::actor store;
   caf::actor agent;            // during an attempt
   uint64_t attempt_epoch = 0;  // outcomes of an earlier attempt are ignored
+  bool attempt_running = false;  // an execute request is out (start_attempt .. end_attempt)
   bool cancelling = false;
   uint64_t next_write = 0;
   std::string avoid_agent;  // the agent of the last failed attempt
@@ -113,7 +114,7 @@ void save(TaskActor* self) {
 QueuedTask as_queued(TaskActor* self) {
   const auto& r = self->state.record;
   return QueuedTask{caf::actor_cast<caf::actor>(self), r.id, runtime::priority_rank(r.priority), r.required_capabilities,
-                    self->state.avoid_agent, r.type};
+                    self->state.avoid_agent, r.type, std::max<int64_t>(1, r.timeout_ms)};
 }
 
 void release_agent(TaskActor* self) {
@@ -159,6 +160,7 @@ void end_attempt(TaskActor* self, Outcome outcome) {
   auto agent_id = st.record.assigned_agent;
   release_agent(self);
   ++st.attempt_epoch;
+  st.attempt_running = false;
   if (outcome.not_attempted && !st.cancelling) {
     // Refused before it ran (an open breaker): not an attempt; placed again, elsewhere.
     st.record.attempts = std::max(0, st.record.attempts - 1);
@@ -198,12 +200,24 @@ void end_attempt(TaskActor* self, Outcome outcome) {
   });
 }
 
+// The attempt ran out of time: the agent is told to stop it; its late answer is ignored.
+void time_out_attempt(TaskActor* self) {
+  Outcome o;
+  o.error_type = "timeout";
+  o.error_message = "no result within " + std::to_string(self->state.record.timeout_ms) + " ms";
+  if (self->state.agent) self->send(self->state.agent, cancel_atom::value, self->state.record.id);
+  end_attempt(self, std::move(o));
+}
+
 void start_attempt(TaskActor* self) {
   auto& st = self->state;
   st.record.started_at = runtime::now_ms();
   transition(self, "running", "");
   auto epoch = st.attempt_epoch;
-  auto timeout = std::chrono::milliseconds(std::max<int64_t>(1, st.record.timeout_ms));
+  auto ms = std::max<int64_t>(1, st.record.timeout_ms);
+  // Long attempts are watched by the scheduler (overdue_atom below); short ones by CAF.
+  auto timeout = ms >= kWatchedTimeoutMs ? caf::duration{caf::infinite} : caf::duration{std::chrono::milliseconds(ms)};
+  st.attempt_running = true;
   self->request(st.agent, timeout, execute_atom::value, st.record)
       .then(
           [=](Outcome& outcome) {
@@ -211,15 +225,10 @@ void start_attempt(TaskActor* self) {
           },
           [=](caf::error& err) {
             if (epoch != self->state.attempt_epoch) return;
+            if (err == caf::sec::request_timeout) return time_out_attempt(self);
             Outcome o;
-            if (err == caf::sec::request_timeout) {
-              o.error_type = "timeout";
-              o.error_message = "no result within " + std::to_string(self->state.record.timeout_ms) + " ms";
-              if (self->state.agent) self->send(self->state.agent, cancel_atom::value, self->state.record.id);
-            } else {
-              o.error_type = "crashed";
-              o.error_message = "the agent stopped during the attempt: " + self->system().render(err);
-            }
+            o.error_type = "crashed";
+            o.error_message = "the agent stopped during the attempt: " + self->system().render(err);
             end_attempt(self, std::move(o));
           });
 }
@@ -291,6 +300,13 @@ caf::behavior task_actor(TaskActor* self, TaskRecord record, caf::actor schedule
         o.error_type = "crashed";
         o.error_message = "agent " + agent_id + " crashed during the attempt (its supervisor restarted it)";
         end_attempt(self, std::move(o));
+      },
+      [=](overdue_atom) {
+        // The scheduler's watchdog: this task's attempt may have run past its timeout.
+        auto& st = self->state;
+        if (!st.attempt_running || st.record.status != "running") return;
+        if (runtime::now_ms() - st.record.started_at < std::max<int64_t>(1, st.record.timeout_ms)) return;
+        time_out_attempt(self);
       },
       [=](retry_timer_atom, uint64_t epoch) {
         auto& st = self->state;

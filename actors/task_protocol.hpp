@@ -66,6 +66,7 @@ using agent_down_atom = caf::atom_constant<caf::atom("agent_down")>;
 using attempt_done_atom = caf::atom_constant<caf::atom("att_done")>;
 using sim_done_atom = caf::atom_constant<caf::atom("sim_done")>;
 using routing_tick_atom = caf::atom_constant<caf::atom("route_tick")>;
+using overdue_atom = caf::atom_constant<caf::atom("overdue")>;
 
 // A task as the scheduler's queues see it: enough to place it, nothing more.
 struct QueuedTask {
@@ -75,7 +76,13 @@ struct QueuedTask {
   std::vector<runtime::RequiredCapability> required;
   std::string avoid_agent;  // the agent whose attempt just failed: another one, if any fits
   std::string type;         // learned routing predicts per (agent, task type)
+  int64_t timeout_ms = 0;   // of an attempt: long ones are watched by the scheduler's tick
 };
+
+// Attempts at least this long are not timed by a CAF request timeout (a timer event, a
+// cancellation and a wake-up of CAF's clock thread for every attempt) but by the scheduler's
+// one-second tick, which tells an overdue task so: within a second of its deadline.
+constexpr int64_t kWatchedTimeoutMs = 5000;
 
 struct SubmitReply {
   std::vector<runtime::TaskRecord> tasks;
@@ -95,7 +102,7 @@ struct Outcome {
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, QueuedTask& x) {
-  return f(caf::meta::type_name("queued_task"), x.task, x.id, x.priority_rank, x.required, x.avoid_agent, x.type);
+  return f(caf::meta::type_name("queued_task"), x.task, x.id, x.priority_rank, x.required, x.avoid_agent, x.type, x.timeout_ms);
 }
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, SubmitReply& x) {

@@ -65,6 +65,23 @@ BOOST_AUTO_TEST_CASE(an_attempt_over_its_timeout_fails_with_timeout) {
   BOOST_TEST(done.error_type == "timeout");
 }
 
+BOOST_AUTO_TEST_CASE(a_long_timeout_is_kept_by_the_scheduler_watchdog_within_a_second) {
+  // Timeouts of kWatchedTimeoutMs and more are not CAF request timeouts: the scheduler's tick
+  // tells the task it is overdue. It must still fail on time, and only once.
+  Node node;
+  auto t = node.submit({task("sleep", R"({"ms":30000})", 1, kWatchedTimeoutMs)}).at(0);
+  auto done = node.await_status(t.id, "failed", 15000);
+  BOOST_TEST(done.error_type == "timeout");
+  BOOST_TEST(done.attempts == 1);
+  BOOST_REQUIRE(done.started_at > 0);
+  auto late = done.completed_at - done.started_at;
+  BOOST_TEST(late >= kWatchedTimeoutMs);
+  BOOST_TEST(late <= kWatchedTimeoutMs + 2000);  // one tick, and some slack for a busy machine
+  // A long timeout that is not reached does not fire.
+  auto quick = node.submit({task("sleep", R"({"ms":200})", 1, 60000)}).at(0);
+  BOOST_TEST(node.await_status(quick.id, "completed", 10000).status == "completed");
+}
+
 BOOST_AUTO_TEST_CASE(a_running_task_can_be_cancelled) {
   Node node;
   auto t = node.submit({task("sleep", R"({"ms":20000})")}).at(0);
