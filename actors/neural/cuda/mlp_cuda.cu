@@ -345,14 +345,15 @@ double cuda_sgemm_gflops(int n, int repeats) {
   cublasHandle_t h;
   check(cublasCreate(&h), "cublasCreate");
   const float one = 1.f, zero = 0.f;
-  cublasSgemm(h, CUBLAS_OP_N, CUBLAS_OP_N, n, n, n, &one, a.p, n, b.p, n, &zero, c.p, n);
+  check(cublasSgemm(h, CUBLAS_OP_N, CUBLAS_OP_N, n, n, n, &one, a.p, n, b.p, n, &zero, c.p, n), "warm-up sgemm");
   check(cudaDeviceSynchronize(), "warm-up");
   cudaEvent_t start, stop;
   cudaEventCreate(&start), cudaEventCreate(&stop);
   cudaEventRecord(start);
-  for (int i = 0; i < repeats; ++i) cublasSgemm(h, CUBLAS_OP_N, CUBLAS_OP_N, n, n, n, &one, a.p, n, b.p, n, &zero, c.p, n);
+  for (int i = 0; i < repeats; ++i)
+    check(cublasSgemm(h, CUBLAS_OP_N, CUBLAS_OP_N, n, n, n, &one, a.p, n, b.p, n, &zero, c.p, n), "sgemm");
   cudaEventRecord(stop);
-  cudaEventSynchronize(stop);
+  check(cudaEventSynchronize(stop), "sgemm timing");
   float ms = 0;
   cudaEventElapsedTime(&ms, start, stop);
   cudaEventDestroy(start), cudaEventDestroy(stop);
