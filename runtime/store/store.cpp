@@ -10,6 +10,7 @@
 #include <filesystem>
 #include <string_view>
 #include <unordered_map>
+#include <utility>
 
 namespace hub::runtime {
 
@@ -17,21 +18,29 @@ bool is_terminal(const std::string& status) {
   return status == "completed" || status == "failed" || status == "cancelled";
 }
 
+namespace {
+
+// The state fields of a task (what a state update writes), copied or moved from `from`.
+template <class Record>
+void assign_state(TaskRecord& to, Record&& from) {
+  to.status = std::forward<Record>(from).status;
+  to.attempts = from.attempts;
+  to.assigned_agent = std::forward<Record>(from).assigned_agent;
+  to.node = std::forward<Record>(from).node;
+  to.result_json = std::forward<Record>(from).result_json;
+  to.error_type = std::forward<Record>(from).error_type;
+  to.error_message = std::forward<Record>(from).error_message;
+  to.updated_at = from.updated_at;
+  to.started_at = from.started_at;
+  to.completed_at = from.completed_at;
+}
+
+}  // namespace
+
 TaskRecord task_state(const TaskRecord& t) {
   TaskRecord s;
   s.id = t.id;
-  s.status = t.status;
-  s.attempts = t.attempts;
-  s.max_attempts = t.max_attempts;
-  s.assigned_agent = t.assigned_agent;
-  s.node = t.node;
-  s.result_json = t.result_json;
-  s.error_type = t.error_type;
-  s.error_message = t.error_message;
-  s.created_at = t.created_at;
-  s.updated_at = t.updated_at;
-  s.started_at = t.started_at;
-  s.completed_at = t.completed_at;
+  assign_state(s, t);
   return s;
 }
 
@@ -48,29 +57,16 @@ void coalesce(WriteBatch& batch) {
   std::unordered_map<std::string_view, size_t> last;  // id -> index of its last update
   last.reserve(batch.task_updates.size());
   for (size_t i = 0; i < batch.task_updates.size(); ++i) last[batch.task_updates[i].id] = i;
-  // Decide everything before moving anything (the map's keys view the updates' ids).
+  // The map's keys view the updates' ids, which are never moved until the end.
   std::vector<bool> keep(batch.task_updates.size(), false);
   for (size_t i = 0; i < batch.task_updates.size(); ++i) keep[i] = last[batch.task_updates[i].id] == i;
-  std::vector<std::pair<TaskRecord*, size_t>> folds;
-  for (auto& t : batch.tasks) {
-    auto it = last.find(t.id);
+  // Into the last insert of each id (an earlier duplicate is overwritten by it anyway).
+  for (auto t = batch.tasks.rbegin(); t != batch.tasks.rend(); ++t) {
+    auto it = last.find(t->id);
     if (it == last.end()) continue;
-    folds.emplace_back(&t, it->second);
     keep[it->second] = false;
-  }
-  for (auto [tp, index] : folds) {
-    auto& t = *tp;
-    auto& u = batch.task_updates[index];
-    t.status = std::move(u.status);
-    t.attempts = u.attempts;
-    t.assigned_agent = std::move(u.assigned_agent);
-    t.node = std::move(u.node);
-    t.result_json = std::move(u.result_json);
-    t.error_type = std::move(u.error_type);
-    t.error_message = std::move(u.error_message);
-    t.updated_at = u.updated_at;
-    t.started_at = u.started_at;
-    t.completed_at = u.completed_at;
+    assign_state(*t, std::move(batch.task_updates[it->second]));  // dropped below
+    last.erase(it);
   }
   std::vector<TaskRecord> kept;
   for (size_t i = 0; i < batch.task_updates.size(); ++i)

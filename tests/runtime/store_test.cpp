@@ -257,3 +257,48 @@ BOOST_FIXTURE_TEST_CASE(a_task_keeps_the_capabilities_inferred_for_it, Fixture) 
   BOOST_REQUIRE(!store->write(second));
   BOOST_TEST(store->task(plain.id)->inferred_json.empty());
 }
+
+BOOST_FIXTURE_TEST_CASE(a_commit_folds_updates_into_new_tasks_and_keeps_only_the_last_update, Fixture) {
+  auto stored = make_task();
+  BOOST_REQUIRE(!store->write(WriteBatch{{stored}, {}, {}, {}, {}}));
+  auto fresh = make_task();
+  auto state = [](TaskRecord t, const std::string& status, const std::string& result) {
+    t.status = status;
+    t.attempts = 1;
+    t.assigned_agent = "agent-1";
+    t.result_json = result;
+    t.updated_at += 5;
+    return task_state(t);
+  };
+  WriteBatch b;
+  b.tasks.push_back(fresh);
+  b.task_updates.push_back(state(fresh, "running", ""));
+  b.task_updates.push_back(state(stored, "running", ""));
+  b.task_updates.push_back(state(fresh, "completed", R"({"done":true})"));
+  b.task_updates.push_back(state(stored, "failed", ""));
+  b.events.push_back({fresh.id, "", "pending", now_ms(), 0, "submitted"});
+  coalesce(b);
+  BOOST_REQUIRE(b.tasks.size() == 1u);
+  BOOST_TEST(b.tasks[0].status == "completed");  // the last update, folded into the insert
+  BOOST_TEST(b.tasks[0].result_json == R"({"done":true})");
+  BOOST_TEST(b.tasks[0].description == "d");  // what the insert alone carries is kept
+  BOOST_REQUIRE(b.task_updates.size() == 1u);  // the stored task's last update only
+  BOOST_TEST(b.task_updates[0].id == stored.id);
+  BOOST_TEST(b.task_updates[0].status == "failed");
+  BOOST_TEST(b.events.size() == 1u);  // events are never folded
+  BOOST_REQUIRE(!store->write(b));
+  BOOST_TEST(store->task(fresh.id)->status == "completed");
+  BOOST_TEST(store->task(fresh.id)->assigned_agent == "agent-1");
+  BOOST_TEST(store->task(stored.id)->status == "failed");
+
+  // The same task inserted twice in one batch: the later insert wins, so it takes the update.
+  auto twice = make_task();
+  WriteBatch d;
+  d.tasks.push_back(twice);
+  d.tasks.push_back(twice);
+  d.task_updates.push_back(state(twice, "assigned", ""));
+  coalesce(d);
+  BOOST_TEST(d.tasks[0].status == "pending");
+  BOOST_TEST(d.tasks[1].status == "assigned");
+  BOOST_TEST(d.task_updates.empty());
+}
