@@ -2,6 +2,7 @@
 
 #include "runtime/instrumented.hpp"
 #include "runtime/clock.hpp"
+#include "runtime/json_text.hpp"
 
 #include <caf/actor_system.hpp>
 #include <caf/event_based_actor.hpp>
@@ -17,6 +18,9 @@
 #include <ctime>
 #include <functional>
 #include <fcntl.h>
+#include <filesystem>
+#include <fnmatch.h>
+#include <set>
 #include <mutex>
 #include <poll.h>
 #include <regex>
@@ -33,6 +37,7 @@ namespace {
 constexpr int64_t kMaxTimeoutMs = 7LL * 24 * 3600 * 1000;
 constexpr int64_t kDefaultHttpTimeoutMs = 30000;
 constexpr size_t kStderrTail = 2048;
+constexpr int kMaxResultDepth = 64;
 
 struct Url {
   std::string scheme, host;
@@ -76,16 +81,56 @@ std::optional<ExecutorProblem> check_timeout(const json& ex) {
   return std::nullopt;
 }
 
+// Environment variables that change how a program is loaded or what code it runs (dynamic
+// loader, interpreters' search paths and startup hooks, shells): never set by an agent.
+bool dangerous_env_name(const std::string& name) {
+  static const std::set<std::string> exact{"PATH",      "HOME",    "IFS",        "ENV",         "BASH_ENV",
+                                           "SHELLOPTS", "BASHOPTS", "PS4",       "CDPATH",      "GCONV_PATH",
+                                           "LOCPATH",   "NLSPATH", "HOSTALIASES", "RESOLV_HOST_CONF", "TMPDIR",
+                                           "CLASSPATH", "EDITOR",  "VISUAL",     "PAGER",       "OPENSSL_CONF",
+                                           "SSLKEYLOGFILE", "PROMPT_COMMAND", "ZDOTDIR", "INPUTRC"};
+  static const std::vector<std::string> prefixes{"LD_",    "DYLD_", "PYTHON", "PERL",  "RUBY",   "NODE_",    "JAVA_",
+                                                 "_JAVA_", "JDK_",  "GLIBC_", "MALLOC_", "GIT_", "BASH_FUNC_", "LUA_",
+                                                 "GEM_",   "BUNDLE", "R_",    "PHP",   "DOTNET_", "COMPlus_", "GCONV_"};
+  if (exact.count(name)) return true;
+  return std::any_of(prefixes.begin(), prefixes.end(), [&](const std::string& p) { return name.rfind(p, 0) == 0; });
+}
+
+// RFC 9110 token characters (header names).
+bool token_char(unsigned char c) {
+  return std::isalnum(c) || std::strchr("!#$%&'*+-.^_`|~", c) != nullptr;
+}
+
 std::optional<ExecutorProblem> check_string_map(const json& ex, const char* key, bool env_names) {
   if (!ex.contains(key)) return std::nullopt;
   std::string field = std::string("executor.") + key;
   const auto& m = ex[key];
   if (!m.is_object() || m.size() > 100) return problem(field, "\"" + field + "\" must be an object (at most 100) of strings");
   static const std::regex env_name(R"(^[A-Za-z_][A-Za-z0-9_]*$)");
+  static const std::set<std::string> framing{"host", "content-length", "transfer-encoding", "connection", "upgrade", "te",
+                                             "trailer", "keep-alive", "expect", "proxy-connection"};
   for (auto it = m.begin(); it != m.end(); ++it) {
-    if (!it.value().is_string()) return problem(field + "." + it.key(), "\"" + field + "." + it.key() + "\" must be a string");
-    if (env_names && !std::regex_match(it.key(), env_name))
-      return problem(field, "\"" + it.key() + "\" is not a valid environment variable name");
+    auto at = field + "." + it.key();
+    if (!it.value().is_string() || it.value().get<std::string>().size() > 8192)
+      return problem(at, "\"" + at + "\" must be a string of at most 8192 bytes");
+    const auto& value = it.value().get_ref<const std::string&>();
+    if (env_names) {
+      if (!std::regex_match(it.key(), env_name))
+        return problem(field, "\"" + it.key() + "\" is not a valid environment variable name");
+      if (dangerous_env_name(it.key()))
+        return problem(at, "\"" + it.key() + "\" may not be set: it changes how programs are loaded or what code they run");
+      if (value.find('\0') != std::string::npos) return problem(at, "\"" + at + "\" must not contain NUL bytes");
+      continue;
+    }
+    if (it.key().empty() || it.key().size() > 256 ||
+        !std::all_of(it.key().begin(), it.key().end(), [](unsigned char c) { return token_char(c); }))
+      return problem(field, "header name \"" + it.key() + "\" is not a valid HTTP header name (letters, digits and !#$%&'*+-.^_`|~ only)");
+    auto lower_name = it.key();
+    std::transform(lower_name.begin(), lower_name.end(), lower_name.begin(), [](unsigned char c) { return std::tolower(c); });
+    if (framing.count(lower_name))
+      return problem(at, "the \"" + it.key() + "\" header is set by the node itself and may not be given");
+    if (std::any_of(value.begin(), value.end(), [](unsigned char c) { return c == '\r' || c == '\n' || c == 0 || c == 0x7f; }))
+      return problem(at, "\"" + at + "\" must not contain CR, LF, NUL or DEL");
   }
   return std::nullopt;
 }
@@ -100,24 +145,65 @@ std::optional<ExecutorProblem> unknown_key(const json& ex, std::initializer_list
   return std::nullopt;
 }
 
+// Splits an allow-list entry into its words (spaces and tabs separate them).
+std::vector<std::string> words(const std::string& line) {
+  std::vector<std::string> out;
+  std::string word;
+  for (char c : line + " ") {
+    if (c == ' ' || c == '\t') {
+      if (!word.empty()) out.push_back(std::move(word)), word.clear();
+    } else {
+      word += c;
+    }
+  }
+  return out;
+}
+
+// `dir` resolved (symbolic links followed as far as they exist), to compare against the
+// allowed directories, also resolved.
+std::string resolved_dir(const std::string& dir) {
+  std::error_code ec;
+  auto p = std::filesystem::weakly_canonical(std::filesystem::path(dir), ec);
+  return ec ? std::filesystem::path(dir).lexically_normal().string() : p.string();
+}
+
+bool inside(const std::string& dir, const std::string& root) {
+  auto d = resolved_dir(dir), r = resolved_dir(root);
+  while (r.size() > 1 && r.back() == '/') r.pop_back();
+  return d == r || (d.size() > r.size() && d.compare(0, r.size(), r) == 0 && (r == "/" || d[r.size()] == '/'));
+}
+
+std::optional<ExecutorProblem> check_cwd(const std::string& cwd, const ExecutorPolicy& policy) {
+  if (policy.allowed_cwd.empty())
+    return problem("executor.cwd", "\"executor.cwd\" is not accepted on this node: list the directory under [agents.exec] allowed_cwd");
+  if (std::none_of(policy.allowed_cwd.begin(), policy.allowed_cwd.end(), [&](const std::string& root) { return inside(cwd, root); }))
+    return problem("executor.cwd", "\"" + cwd + "\" is not inside [agents.exec] allowed_cwd (" + join(policy.allowed_cwd) + ")");
+  return std::nullopt;
+}
+
 std::optional<ExecutorProblem> check_exec(const json& ex, const ExecutorPolicy& policy) {
   if (auto p = unknown_key(ex, {"kind", "command", "timeout_ms", "env", "cwd"})) return p;
   if (!ex.contains("command") || !ex["command"].is_array() || ex["command"].empty() || ex["command"].size() > 256)
     return problem("executor.command", "\"executor.command\" must be a non-empty array of strings: the program and its arguments (no shell)");
-  for (const auto& part : ex["command"])
-    if (!part.is_string() || part.get<std::string>().size() > 4096)
-      return problem("executor.command", "every item of \"executor.command\" must be a string of at most 4096 bytes");
-  auto program = ex["command"][0].get<std::string>();
+  std::vector<std::string> argv;
+  for (const auto& part : ex["command"]) {
+    if (!part.is_string() || part.get<std::string>().size() > 4096 || part.get<std::string>().find('\0') != std::string::npos)
+      return problem("executor.command", "every item of \"executor.command\" must be a string of at most 4096 bytes (no NUL)");
+    argv.push_back(part.get<std::string>());
+  }
   if (policy.allowed_commands.empty())
-    return problem("executor.command", "exec executors are disabled on this node: list \"" + program +
-                                           "\" under [agents.exec] allowed_commands to allow it");
-  if (std::find(policy.allowed_commands.begin(), policy.allowed_commands.end(), program) == policy.allowed_commands.end())
-    return problem("executor.command", "\"" + program + "\" is not in [agents.exec] allowed_commands (" +
-                                           join(policy.allowed_commands) + ")");
+    return problem("executor.command", "exec executors are disabled on this node: list the command line under "
+                                       "[agents.exec] allowed_commands to allow it");
+  if (!command_allowed(argv, policy.allowed_commands))
+    return problem("executor.command", "this command line is not allowed by [agents.exec] allowed_commands (" +
+                                           join(policy.allowed_commands) + "): the program and every argument must match one entry");
   if (auto p = check_timeout(ex)) return p;
   if (auto p = check_string_map(ex, "env", true)) return p;
-  if (ex.contains("cwd") && (!ex["cwd"].is_string() || ex["cwd"].get<std::string>().empty() || ex["cwd"].get<std::string>()[0] != '/'))
-    return problem("executor.cwd", "\"executor.cwd\" must be an absolute directory path");
+  if (ex.contains("cwd")) {
+    if (!ex["cwd"].is_string() || ex["cwd"].get<std::string>().empty() || ex["cwd"].get<std::string>()[0] != '/')
+      return problem("executor.cwd", "\"executor.cwd\" must be an absolute directory path");
+    if (auto p = check_cwd(ex["cwd"].get<std::string>(), policy)) return p;
+  }
   return std::nullopt;
 }
 
@@ -154,7 +240,10 @@ Outcome failure(std::string type, std::string message, bool retryable) {
 Outcome success_from_text(const std::string& text, bool truncated) {
   Outcome o;
   o.ok = true;
-  auto parsed = truncated ? json(json::value_t::discarded) : json::parse(text, nullptr, false);
+  // Output nested deeper than any API body may be is kept as text: its tree would be walked
+  // recursively (dump) every time the task is shown.
+  bool usable = !truncated && runtime::json_nesting_depth(text, kMaxResultDepth + 1) <= kMaxResultDepth;
+  auto parsed = usable ? json::parse(text, nullptr, false) : json(json::value_t::discarded);
   o.result_json = parsed.is_discarded() ? json(text).dump(-1, ' ', false, json::error_handler_t::replace)
                                         : parsed.dump(-1, ' ', false, json::error_handler_t::replace);
   return o;
@@ -169,6 +258,9 @@ std::string describe_status(int status) {
 void set_nonblocking(int fd) { fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK); }
 
 Outcome run_exec(const json& ex, const std::string& input, const std::function<bool()>& stopped, const ExecutorPolicy& policy) {
+  // The policy may have changed since the agent was created (a restart with a stricter
+  // configuration), and a directory may have become a link elsewhere: check again now.
+  if (auto p = check_exec(ex, policy)) return failure("exit_code", p->field + ": " + p->message, false);
   static std::once_flag sigpipe_once;
   std::call_once(sigpipe_once, [] { std::signal(SIGPIPE, SIG_IGN); });
   std::vector<std::string> args;
@@ -365,7 +457,52 @@ caf::behavior executor_worker(runtime::Instrumented<WorkerState>* self, Executor
 }  // namespace
 
 ExecutorPolicy executor_policy(const config::AgentsConfig& agents) {
-  return {agents.exec_allowed_commands, agents.exec_max_output_bytes, agents.http_allowed_hosts, agents.http_max_response_bytes};
+  ExecutorPolicy policy;
+  policy.allowed_commands = agents.exec_allowed_commands;
+  policy.allowed_cwd = agents.exec_allowed_cwd;
+  policy.max_output_bytes = agents.exec_max_output_bytes;
+  policy.allowed_hosts = agents.http_allowed_hosts;
+  policy.max_response_bytes = agents.http_max_response_bytes;
+  return policy;
+}
+
+bool command_allowed(const std::vector<std::string>& argv, const std::vector<std::string>& allowed) {
+  return std::any_of(allowed.begin(), allowed.end(), [&](const std::string& entry) {
+    auto pattern = words(entry);
+    bool any_rest = !pattern.empty() && pattern.back() == "...";
+    size_t fixed = any_rest ? pattern.size() - 1 : pattern.size();
+    if (fixed == 0 || argv.size() < fixed || (!any_rest && argv.size() != fixed) || argv[0] != pattern[0]) return false;
+    for (size_t i = 1; i < fixed; ++i)
+      if (fnmatch(pattern[i].c_str(), argv[i].c_str(), 0) != 0) return false;
+    return true;
+  });
+}
+
+std::string redact_executor(const std::string& executor_json) {
+  auto ex = json::parse(executor_json, nullptr, false);
+  if (!ex.is_object()) return executor_json;
+  for (const char* key : {"headers", "env"})
+    if (ex.contains(key) && ex[key].is_object())
+      for (auto it = ex[key].begin(); it != ex[key].end(); ++it) it.value() = "[redacted]";
+  if (ex.contains("url") && ex["url"].is_string()) {
+    // Query values may be keys (?api_key=...): names stay, values go.
+    auto url = ex["url"].get<std::string>();
+    auto q = url.find('?');
+    if (q != std::string::npos) {
+      std::string out = url.substr(0, q + 1), query = url.substr(q + 1);
+      size_t start = 0;
+      while (start <= query.size()) {
+        auto amp = query.find('&', start);
+        auto part = query.substr(start, amp == std::string::npos ? std::string::npos : amp - start);
+        auto eq = part.find('=');
+        out += (start ? "&" : "") + (eq == std::string::npos ? part : part.substr(0, eq + 1) + "[redacted]");
+        if (amp == std::string::npos) break;
+        start = amp + 1;
+      }
+      ex["url"] = out;
+    }
+  }
+  return ex.dump(-1, ' ', false, json::error_handler_t::replace);
 }
 
 std::optional<ExecutorProblem> check_executor(const std::string& executor_json, const ExecutorPolicy& policy) {

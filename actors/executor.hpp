@@ -20,7 +20,10 @@
 namespace hub::actors {
 
 struct ExecutorPolicy {
-  std::vector<std::string> allowed_commands;  // exact absolute paths; empty: exec disabled
+  // Whole command lines: "program arg ..." (globs per argument, a last "..." for any further
+  // arguments); empty: exec disabled. See command_allowed().
+  std::vector<std::string> allowed_commands;
+  std::vector<std::string> allowed_cwd;       // directories executor.cwd may be in
   int64_t max_output_bytes = 1 << 20;
   std::vector<std::string> allowed_hosts;     // "host" or "host:port"; empty: http disabled
   int64_t max_response_bytes = 8 << 20;
@@ -35,6 +38,13 @@ struct ExecutorProblem {
 
 // Checks an executor definition (JSON text) against the policy. Builtin is always fine.
 std::optional<ExecutorProblem> check_executor(const std::string& executor_json, const ExecutorPolicy& policy);
+
+// Whether `argv` is one of the command lines `allowed` names (see ExecutorPolicy).
+bool command_allowed(const std::vector<std::string>& argv, const std::vector<std::string>& allowed);
+
+// An executor definition as anyone may see it: header and environment values, and a password
+// in the URL, replaced by "[redacted]" (their names stay).
+std::string redact_executor(const std::string& executor_json);
 
 // "builtin", "exec" or "http" of a definition that passed check_executor.
 std::string executor_kind(const std::string& executor_json);

@@ -180,6 +180,15 @@ const std::map<std::string, Section>& schema() {
            {"max_body_bytes", integer(1024, int64_t(1) << 30, [](Config& c, int64_t v) { c.server.max_body_bytes = v; })},
            {"data_dir", string([](Config& c, auto& v) { c.server.data_dir = v; }, {},
                                [](const std::string& v) { return v.empty() ? "expected a directory path" : ""; })},
+           {"max_json_depth", integer(2, 1000, [](Config& c, int64_t v) { c.server.max_json_depth = int(v); })},
+           {"max_header_count", integer(8, 10000, [](Config& c, int64_t v) { c.server.max_header_count = int(v); })},
+           {"max_header_bytes", integer(1024, 1 << 20, [](Config& c, int64_t v) { c.server.max_header_bytes = int(v); })},
+           {"request_timeout_ms", integer(100, 600000, [](Config& c, int64_t v) { c.server.request_timeout_ms = int(v); })},
+           {"max_connections", integer(16, 1000000, [](Config& c, int64_t v) { c.server.max_connections = int(v); })},
+           {"max_connections_per_client",
+            integer(1, 1000000, [](Config& c, int64_t v) { c.server.max_connections_per_client = int(v); })},
+           {"max_streams", integer(1, 100000, [](Config& c, int64_t v) { c.server.max_streams = int(v); })},
+           {"max_streams_per_client", integer(1, 100000, [](Config& c, int64_t v) { c.server.max_streams_per_client = int(v); })},
            {"cors_origins", string_list([](Config& c, auto v) { c.server.cors_origins = std::move(v); },
                                         [](const std::string& o) {
                                           return o == "*" || o.rfind("http://", 0) == 0 || o.rfind("https://", 0) == 0
@@ -252,6 +261,9 @@ const std::map<std::string, Section>& schema() {
            {"login_max_failures", integer(1, 1000, [](Config& c, int64_t v) { c.security.login_max_failures = int(v); })},
            {"login_lockout_seconds", integer(1, 86400, [](Config& c, int64_t v) { c.security.login_lockout_seconds = int(v); })},
            {"metrics_require_auth", boolean([](Config& c, bool v) { c.security.metrics_require_auth = v; })},
+           {"max_concurrent_logins", integer(1, 64, [](Config& c, int64_t v) { c.security.max_concurrent_logins = int(v); })},
+           {"auth_failures_per_minute",
+            integer(1, 1000000, [](Config& c, int64_t v) { c.security.auth_failures_per_minute = int(v); })},
        }},
       {"monitoring",
        {
@@ -291,7 +303,16 @@ const std::map<std::string, Section>& schema() {
        {
            {"allowed_commands",
             string_list([](Config& c, auto v) { c.agents.exec_allowed_commands = std::move(v); },
-                        [](const std::string& cmd) { return cmd.empty() || cmd[0] != '/' ? "commands must be absolute paths" : ""; })},
+                        [](const std::string& cmd) {
+                          return cmd.empty() || cmd[0] != '/'
+                                     ? "each entry is a command line starting with an absolute program path, e.g. "
+                                       "\"/usr/bin/python3 /srv/models/score.py\""
+                                     : "";
+                        })},
+           {"allowed_cwd", string_list([](Config& c, auto v) { c.agents.exec_allowed_cwd = std::move(v); },
+                                       [](const std::string& dir) {
+                                         return dir.empty() || dir[0] != '/' ? "directories must be absolute paths" : "";
+                                       })},
            {"max_output_bytes", integer(1024, int64_t(1) << 30, [](Config& c, int64_t v) { c.agents.exec_max_output_bytes = v; })},
        }},
       {"agents.http",
@@ -329,6 +350,10 @@ const std::map<std::string, Section>& schema() {
             integer(50, 60000, [](Config& c, int64_t v) { c.cluster.heartbeat_interval_ms = int(v); })},
            {"failure_timeout_ms", integer(100, 600000, [](Config& c, int64_t v) { c.cluster.failure_timeout_ms = int(v); })},
            {"down_after_ms", integer(100, 3600000, [](Config& c, int64_t v) { c.cluster.down_after_ms = int(v); })},
+           {"secret", string([](Config& c, auto& v) { c.cluster.secret = v; })},
+           {"tls_cert", string([](Config& c, auto& v) { c.cluster.tls_cert = v; })},
+           {"tls_key", string([](Config& c, auto& v) { c.cluster.tls_key = v; })},
+           {"tls_ca", string([](Config& c, auto& v) { c.cluster.tls_ca = v; })},
        }},
   };
   return s;
@@ -399,6 +424,7 @@ std::map<std::string, std::string> env_aliases() {
   return {{"DATABASE_URL", "database.url"},
           {"DATABASE_MAX_CONNECTIONS", "database.max_connections"},
           {"JWT_SECRET", "security.jwt_secret"},
+          {"CLUSTER_SECRET", "cluster.secret"},
           {"METRICS_ENABLED", "monitoring.metrics_enabled"},
           {"LOG_LEVEL", "logging.level"},
           {"SENTRY_DSN", "monitoring.sentry_dsn"}};
@@ -506,6 +532,14 @@ bool is_placeholder_secret(const std::string& s) {
   return placeholders.count(lower(s)) > 0;
 }
 
+bool is_secret_key(const std::string& section, const std::string& key) {
+  return (section == "security" && (key == "jwt_secret" || key == "api_keys")) || (section == "cluster" && key == "secret");
+}
+
+bool is_loopback(const std::string& host) {
+  return host == "localhost" || host == "::1" || host.rfind("127.", 0) == 0;
+}
+
 void validate(const Layered& layered, LoadResult& result) {
   const auto& sections = schema();
   for (const auto& [section, keys] : layered) {
@@ -523,8 +557,9 @@ void validate(const Layered& layered, LoadResult& result) {
         continue;
       }
       if (auto why = k->second.apply(result.config, entry.value); !why.empty()) {
-        result.problems.push_back("[" + section + "] " + key + " = " + describe(entry.value) + " (" + entry.origin +
-                                  "): " + why);
+        // A secret's value never reaches a log line or the --check output.
+        auto shown = is_secret_key(section, key) ? std::string("(hidden)") : describe(entry.value);
+        result.problems.push_back("[" + section + "] " + key + " = " + shown + " (" + entry.origin + "): " + why);
         continue;
       }
       if (k->second.pending_issue == kCompatibilityOnly)
@@ -538,16 +573,35 @@ void validate(const Layered& layered, LoadResult& result) {
     }
   }
   const auto& c = result.config;
-  if (c.environment == "production") {
-    const auto& secret = c.security.jwt_secret;
-    if (secret.empty())
-      result.problems.push_back("[security] jwt_secret: required in production: the API may not run without credentials (set JWT_SECRET to 32 or more random bytes)");
-    else if (is_placeholder_secret(secret))
-      result.problems.push_back("[security] jwt_secret = \"" + secret +
-                                "\": the placeholder from the documentation is refused in production; set JWT_SECRET");
-    else if (secret.size() < 32)
-      result.problems.push_back("[security] jwt_secret: too short for production (" + std::to_string(secret.size()) +
-                                " bytes; at least 32 are required)");
+  const auto& secret = c.security.jwt_secret;
+  if (secret.empty() && c.environment == "production")
+    result.problems.push_back("[security] jwt_secret: required in production: the API may not run without credentials (set JWT_SECRET to 32 or more random bytes)");
+  else if (!secret.empty() && is_placeholder_secret(secret))
+    result.problems.push_back("[security] jwt_secret: the placeholder from the documentation is refused; set JWT_SECRET to 32 or more random bytes");
+  else if (!secret.empty() && secret.size() < 32)
+    result.problems.push_back("[security] jwt_secret: too short (" + std::to_string(secret.size()) +
+                              " bytes; at least 32 are required, in every environment: a short secret lets anyone forge tokens)");
+  if (c.cluster.enabled) {
+    if (c.cluster.secret.empty() && (c.environment == "production" || !is_loopback(c.cluster.host)))
+      result.problems.push_back("[cluster] secret: required for a cluster " +
+                                std::string(c.environment == "production" ? "in production"
+                                                                          : "listening beyond loopback (host = \"" + c.cluster.host + "\")") +
+                                ": nodes prove they hold it when they join (set HIVE_CLUSTER__SECRET or CLUSTER_SECRET to 32 or more random bytes)");
+    else if (!c.cluster.secret.empty() && c.cluster.secret.size() < 16)
+      result.problems.push_back("[cluster] secret: too short (" + std::to_string(c.cluster.secret.size()) + " bytes; at least 16)");
+    int tls_set = !c.cluster.tls_cert.empty() + !c.cluster.tls_key.empty() + !c.cluster.tls_ca.empty();
+    if (tls_set != 0 && tls_set != 3)
+      result.problems.push_back("[cluster] tls_cert, tls_key and tls_ca: set all three (mutual TLS between nodes) or none");
+    for (const auto* file : {&c.cluster.tls_cert, &c.cluster.tls_key, &c.cluster.tls_ca}) {
+      std::error_code ec;
+      if (!file->empty() && !std::filesystem::is_regular_file(*file, ec))
+        result.problems.push_back("[cluster] TLS file " + *file + ": not found (or not a file)");
+    }
+    if (tls_set == 0 && !is_loopback(c.cluster.host))
+      result.warnings.push_back("[cluster] node-to-node traffic is not encrypted and any host that reaches port " +
+                                std::to_string(c.cluster.port) +
+                                " can open a connection (it cannot join without the secret): set tls_cert, tls_key and tls_ca "
+                                "(scripts/cluster-certs.sh makes them) or keep the cluster port on a private network");
   }
   if (c.database.url.rfind("sqlite://", 0) == 0 && c.database.url == "sqlite://")
     result.problems.push_back("[database] url: expected a file path after sqlite://");

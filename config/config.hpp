@@ -20,6 +20,16 @@ struct ServerConfig {
   int64_t max_body_bytes = 1 << 20;
   std::string data_dir = "./data";
   std::vector<std::string> cors_origins;
+  // Limits on what a client may send: JSON nesting, request head size, how long a request may
+  // take to arrive, open connections, and streams/long-polls (which run on their own threads).
+  int max_json_depth = 64;
+  int max_header_count = 100;
+  int max_header_bytes = 64 * 1024;
+  int request_timeout_ms = 10000;
+  int max_connections = 4096;
+  int max_connections_per_client = 512;
+  int max_streams = 64;
+  int max_streams_per_client = 8;
 };
 
 struct DatabaseConfig {
@@ -61,6 +71,8 @@ struct SecurityConfig {
   int login_max_failures = 5;
   int login_lockout_seconds = 900;
   bool metrics_require_auth = false;
+  int max_concurrent_logins = 2;      // password hashes computed at once (argon2id: 64 MiB each)
+  int auth_failures_per_minute = 20;  // per client address; beyond it credentials get 429
 };
 
 struct MonitoringConfig {
@@ -89,8 +101,10 @@ struct AgentsConfig {
   // Each entry "type:capability:count", e.g. "worker:general:4".
   std::vector<std::string> default_pool = {"worker:general:4"};
   int default_max_concurrent_tasks = 4;
-  // [agents.exec]: commands an exec agent may run (exact paths); empty: exec is disabled.
+  // [agents.exec]: command lines an exec agent may run ("program arg ...", globs per argument,
+  // a last "..." for any further arguments); empty: exec is disabled.
   std::vector<std::string> exec_allowed_commands;
+  std::vector<std::string> exec_allowed_cwd;  // directories executor.cwd may be in; empty: no cwd
   int64_t exec_max_output_bytes = 1 << 20;
   // [agents.http]: hosts ("host" or "host:port") an http agent may call; empty: http is disabled.
   std::vector<std::string> http_allowed_hosts;
@@ -123,6 +137,10 @@ struct ClusterConfig {
   int heartbeat_interval_ms = 500;
   int failure_timeout_ms = 2000;   // no heartbeat for this long: unreachable
   int down_after_ms = 5000;        // unreachable this long: the leader downs it and re-queues its work
+  // Proof of membership: nodes prove they hold the secret when they join (HMAC challenge);
+  // with tls_* set, node-to-node traffic is TLS with certificates checked against tls_ca both ways.
+  std::string secret;
+  std::string tls_cert, tls_key, tls_ca;
 };
 
 struct Config {

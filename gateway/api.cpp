@@ -1,6 +1,7 @@
 #include "gateway/api.hpp"
 
 #include "runtime/clock.hpp"
+#include "runtime/json_text.hpp"
 
 #include <httplib.h>
 
@@ -62,6 +63,10 @@ void send_error(Call& call, const ApiError& e) {
   call.res.set_content(dump(envelope(false, nullptr, error, call.request_id)), "application/json");
 }
 
+std::string error_body(const std::string& code, const std::string& message, const std::string& request_id) {
+  return dump(envelope(false, nullptr, json{{"code", code}, {"message", message}}, request_id));
+}
+
 void send_status_error(httplib::Response& res, int status, const std::string& request_id) {
   std::string message = "the request could not be handled (HTTP " + std::to_string(status) + ")";
   if (status == 400) message = "the request is malformed";
@@ -71,12 +76,36 @@ void send_status_error(httplib::Response& res, int status, const std::string& re
   res.set_content(dump(envelope(false, nullptr, error, request_id)), "application/json");
 }
 
-std::optional<ApiError> parse_json_body(const Call& call, json& out) {
-  auto type = call.req.get_header_value("Content-Type");
-  if (type.rfind("application/json", 0) != 0)
-    return ApiError{415, "unsupported_media_type", "send the body as Content-Type: application/json", {}, 0};
+namespace {
+
+// The top-level key a parse was in when it stopped (for error.field), found by parsing again
+// with a callback that gives up at the same place: only on the error path.
+struct Stop {};
+std::string field_at_failure(const std::string& text, int max_depth) {
+  std::string top;
   try {
-    out = json::parse(call.req.body);
+    auto partial = json::parse(text, [&](int depth, json::parse_event_t event, json& parsed) {
+      if (event == json::parse_event_t::key && depth == 1) top = parsed.get<std::string>();
+      bool opens = event == json::parse_event_t::object_start || event == json::parse_event_t::array_start;
+      if (opens && depth + 1 > max_depth) throw Stop{};
+      return true;
+    });
+    (void)partial;
+  } catch (...) {
+  }
+  return top;
+}
+
+}  // namespace
+
+std::optional<ApiError> parse_json_text(const std::string& text, int max_depth, json& out) {
+  if (runtime::json_nesting_depth(text, max_depth + 1) > max_depth)
+    return ApiError{400, "json_too_deep",
+                    "the JSON nests arrays and objects deeper than [server] max_json_depth (" + std::to_string(max_depth) +
+                        ") levels",
+                    field_at_failure(text, max_depth), 0};
+  try {
+    out = json::parse(text);
   } catch (const json::parse_error& e) {
     // The parser's message quotes the offending bytes; say where instead.
     std::string what = e.what();
@@ -85,9 +114,20 @@ std::optional<ApiError> parse_json_body(const Call& call, json& out) {
                     std::string(encoding ? "the body is not valid UTF-8 JSON" : "the body is not valid JSON") +
                         " (at byte " + std::to_string(e.byte) + ")",
                     {}, 0};
+  } catch (const json::exception&) {
+    // A number beyond what a double holds (1e999, a 5,000-digit integer).
+    return ApiError{400, "number_out_of_range", "a number in the body is too large to represent",
+                    field_at_failure(text, max_depth), 0};
   }
   if (!out.is_object()) return ApiError{400, "validation_failed", "the body must be a JSON object", {}, 0};
   return std::nullopt;
+}
+
+std::optional<ApiError> parse_json_body(const Call& call, json& out) {
+  auto type = call.req.get_header_value("Content-Type");
+  if (type.rfind("application/json", 0) != 0)
+    return ApiError{415, "unsupported_media_type", "send the body as Content-Type: application/json", {}, 0};
+  return parse_json_text(call.req.body, call.max_json_depth, out);
 }
 
 void Router::add(const std::string& method, const std::string& pattern, Handler handler) {

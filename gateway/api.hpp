@@ -46,6 +46,8 @@ struct Principal {
   std::string via;   // api_key|token|open
   std::string token_id;
   int64_t token_expires_ms = 0;
+  std::string session;        // the login this token belongs to (revoked together)
+  int64_t token_issued_ms = 0;
 };
 
 struct Call {
@@ -54,15 +56,21 @@ struct Call {
   std::string request_id;
   std::map<std::string, std::string> path_params;  // {id} and friends
   std::optional<Principal> principal;                // set once authenticated
+  int max_json_depth = 64;                           // [server] max_json_depth
 };
 
 void send_data(Call& call, int status, json data);
 void send_error(Call& call, const ApiError& error);
 // For responses produced outside a route (httplib's own 413, 400 ...).
 void send_status_error(httplib::Response& res, int status, const std::string& request_id);
+// The envelope of an error, as text, for answers the HTTP server makes itself.
+std::string error_body(const std::string& code, const std::string& message, const std::string& request_id);
 
-// Parses the request body as a JSON object (415/400/413 as ApiError otherwise).
+// Parses the request body as a JSON object (415/400/413 as ApiError otherwise). Nesting
+// deeper than call.max_json_depth is refused before any tree is built (json_too_deep).
 std::optional<ApiError> parse_json_body(const Call& call, json& out);
+// The same rules for JSON text that did not come as a request body.
+std::optional<ApiError> parse_json_text(const std::string& text, int max_depth, json& out);
 
 class Router {
  public:

@@ -1,6 +1,7 @@
 #include "gateway/gateway.hpp"
 
 #include "gateway/context.hpp"
+#include "gateway/http_server.hpp"
 #include "runtime/clock.hpp"
 #include "runtime/metrics.hpp"
 #include "runtime/domain.hpp"
@@ -18,19 +19,49 @@
 
 #include <algorithm>
 #include <condition_variable>
+#include <unordered_map>
 #include <thread>
 
 namespace hub::gateway {
 
+namespace {
+
+HttpLimits limits_of(const config::Config& cfg) {
+  HttpLimits l;
+  l.max_body_bytes = size_t(cfg.server.max_body_bytes);
+  l.max_header_count = cfg.server.max_header_count;
+  l.max_header_bytes = cfg.server.max_header_bytes;
+  l.request_timeout_ms = cfg.server.request_timeout_ms;
+  l.max_connections = cfg.server.max_connections;
+  l.max_connections_per_client = cfg.server.max_connections_per_client;
+  l.api_threads = connection_threads(cfg.server.workers);
+  l.stream_threads = cfg.server.max_streams;
+  l.login_threads = cfg.security.max_concurrent_logins;
+  return l;
+}
+
+// Which threads a route runs on: probes and logins never wait behind the API, and requests
+// that live long (streams, long-polls) never hold the API's threads.
+Lane lane_of_route(const std::string& route) {
+  if (route == "/health" || route == "/livez" || route == "/readyz" || route == "/metrics") return Lane::probe;
+  if (route == "/api/events" || route == "/api/actors/{node}/{id}/trace" || route == "/api/tasks/{id}/wait") return Lane::stream;
+  if (route == "/api/auth/login") return Lane::login;
+  return Lane::api;
+}
+
+}  // namespace
+
 struct Gateway::Impl {
-  explicit Impl(GatewayDeps deps) : ctx(std::move(deps)) {}
+  explicit Impl(GatewayDeps deps)
+      : ctx(std::move(deps)),
+        server(
+            limits_of(*ctx.deps.config),
+            [this](const std::string& method, const std::string& path) { return lane_of_route(router.route_of(method, path)); },
+            [](const Refusal& r, const std::string& request_id) { return error_body(r.code, r.message, request_id); }) {}
   Context ctx;
   Router router;
-  httplib::Server server;
-  std::thread thread;
-  std::mutex stop_mutex;
-  std::condition_variable stopped_cv;
-  bool stopped = false;
+  HttpServer server;
+  bool serving = false;
 };
 
 namespace {
@@ -70,11 +101,8 @@ void add_cors(const Context& ctx, const httplib::Request& req, httplib::Response
 }
 
 void audit(Context& ctx, const Call& call, const std::string& route, const Principal& who) {
-  if (!ctx.deps.config->security.audit_logging_enabled || !ctx.store_actor) return;
-  runtime::WriteBatch batch;
-  batch.audit.push_back({runtime::now_ms(), who.name, who.role, call.req.method + " " + route, call.req.path,
-                         call.res.status, call.request_id, call.req.remote_addr});
-  caf::anon_send(ctx.store_actor, runtime::persist_atom::value, std::move(batch));
+  if (!ctx.deps.config->security.audit_logging_enabled) return;
+  record_audit(ctx, call, call.req.method + " " + route, who.name, who.role, call.res.status);
 }
 
 // Authenticates, rate-limits and authorizes a request; answers it (and returns false)
@@ -88,10 +116,11 @@ bool admit(Context& ctx, Call& call, const std::string& route) {
   }
   auto needed = permission_for(req.method, route, *ctx.deps.config);
   if (!needed) return true;
-  auto who = ctx.security.authenticate(req.get_header_value("X-API-Key"), req.get_header_value("Authorization"));
+  auto who = ctx.security.authenticate(req.get_header_value("X-API-Key"), req.get_header_value("Authorization"), req.remote_addr);
   if (auto* e = std::get_if<ApiError>(&who)) {
     call.res.set_header("WWW-Authenticate", "Bearer realm=\"ai-orchestrator-hub\"");
     send_error(call, *e);
+    record_audit(ctx, call, "auth.denied", "anonymous", "", e->status);
     return false;
   }
   auto& principal = std::get<Principal>(who);
@@ -108,7 +137,7 @@ bool admit(Context& ctx, Call& call, const std::string& route) {
   }
   if (!role_allows(principal.role, *needed)) {
     send_error(call, ApiError{403, "forbidden", "the role \"" + principal.role + "\" may not " + req.method + " " + route, {}, 0});
-    audit(ctx, call, route, principal);
+    record_audit(ctx, call, req.method + " " + route, principal.name, principal.role, 403);
     return false;
   }
   call.principal = principal;
@@ -124,6 +153,50 @@ void add_security_headers(httplib::Response& res) {
 
 }  // namespace
 
+void record_audit(Context& ctx, const Call& call, const std::string& action, const std::string& actor, const std::string& role,
+                  int status) {
+  if (!ctx.store_actor) return;
+  // A client that sends thousands of bad credentials would fill the log: at most 60 entries a
+  // minute per address for refused credentials (every one is still counted in /metrics).
+  if (action == "auth.denied") {
+    static std::mutex mutex;
+    static std::unordered_map<std::string, std::pair<int64_t, int>> recent;
+    std::lock_guard<std::mutex> lock(mutex);
+    auto minute = runtime::now_ms() / 60000;
+    if (recent.size() > 10000) recent.clear();
+    auto& [at, count] = recent[call.req.remote_addr];
+    if (at != minute) at = minute, count = 0;
+    if (++count > 60) return;
+  }
+  runtime::WriteBatch batch;
+  batch.audit.push_back({runtime::now_ms(), actor, role, action, call.req.path, status, call.request_id, call.req.remote_addr});
+  caf::anon_send(ctx.store_actor, runtime::persist_atom::value, std::move(batch));
+}
+
+StreamSlots::Slot StreamSlots::take(const std::string& client, int limit) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  auto& n = open_[client];
+  if (n >= limit) return nullptr;
+  ++n;
+  return Slot(static_cast<void*>(this), [this, client](void*) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (--open_[client] <= 0) open_.erase(client);
+  });
+}
+
+StreamSlots::Slot take_stream_slot(Context& ctx, Call& call) {
+  const auto& who = *call.principal;
+  auto client = who.via == "open" ? "address " + call.req.remote_addr : who.name;
+  auto limit = ctx.deps.config->server.max_streams_per_client;
+  auto slot = ctx.streams.take(client, limit);
+  if (!slot)
+    send_error(call, ApiError{429, "too_many_streams",
+                              "you already hold " + std::to_string(limit) +
+                                  " event streams and long-polls on this node ([server] max_streams_per_client); close one first",
+                              {}, 5});
+  return slot;
+}
+
 Gateway::Gateway(GatewayDeps deps) : impl_(std::make_unique<Impl>(std::move(deps))) {
   add_system_routes(impl_->router, impl_->ctx);
   add_auth_routes(impl_->router, impl_->ctx);
@@ -135,26 +208,10 @@ Gateway::Gateway(GatewayDeps deps) : impl_(std::make_unique<Impl>(std::move(deps
   add_web_routes(impl_->router);
 
   auto& server = impl_->server;
-  const auto& cfg = *impl_->ctx.deps.config;
-  // An open connection (keep-alive, an event stream) holds a thread for its life, and a
-  // browser opens up to six: each worker stands for four connection threads.
-  auto threads = size_t(connection_threads(cfg.server.workers));
-  server.new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
-  server.set_payload_max_length(size_t(cfg.server.max_body_bytes));
-  server.set_read_timeout(10, 0);
-  server.set_write_timeout(10, 0);
-  server.set_keep_alive_max_count(1000);
-  // httplib's default sets SO_REUSEPORT, which would let a second node share our port.
-  // TCP_NODELAY (inherited by accepted sockets): httplib writes headers and body
-  // separately, and Nagle + delayed ACK would hold every response ~40 ms.
-  server.set_socket_options([](int sock) {
-    int yes = 1;
-    setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof(yes));
-    setsockopt(sock, IPPROTO_TCP, TCP_NODELAY, &yes, sizeof(yes));
-  });
+  server.on_refused = [](int status) { record_request("refused", "", status, std::chrono::steady_clock::now()); };
   auto handle = [this](const httplib::Request& req, httplib::Response& res) {
     auto started = std::chrono::steady_clock::now();
-    Call call{req, res, request_id_of(req), {}, std::nullopt};
+    Call call{req, res, request_id_of(req), {}, std::nullopt, impl_->ctx.deps.config->server.max_json_depth};
     res.set_header("X-Request-Id", call.request_id);
     add_security_headers(res);
     std::string route = impl_->router.route_of(req.method, req.path);
@@ -198,19 +255,17 @@ Gateway::Gateway(GatewayDeps deps) : impl_(std::make_unique<Impl>(std::move(deps
 }
 
 Gateway::~Gateway() {
-  if (impl_->thread.joinable() && !stop(60000)) std::quick_exit(0);
+  if (impl_->serving && !stop(60000)) std::quick_exit(0);
 }
 
 std::string Gateway::bind() {
   const auto& cfg = *impl_->ctx.deps.config;
-  if (!impl_->server.bind_to_port(cfg.server.host, cfg.server.port))
-    return "cannot listen on " + cfg.server.host + ":" + std::to_string(cfg.server.port) + ": " + std::strerror(errno) +
-           " (is another process using the port?)";
-  return {};
+  return impl_->server.bind(cfg.server.host, cfg.server.port);
 }
 
 void Gateway::serve() {
-  impl_->thread = std::thread([this] { impl_->server.listen_after_bind(); });
+  impl_->server.serve();
+  impl_->serving = true;
 }
 
 void Gateway::attach(caf::actor_system& system, caf::actor scheduler, caf::actor store_actor, runtime::Store* store,
@@ -228,19 +283,11 @@ void Gateway::attach(caf::actor_system& system, caf::actor scheduler, caf::actor
 void Gateway::set_ready(bool ready) { impl_->ctx.ready = ready; }
 
 bool Gateway::stop(int deadline_ms) {
-  if (!impl_->thread.joinable()) return true;
+  if (!impl_->serving) return true;
   impl_->ctx.ready = false;
   impl_->ctx.draining = true;
-  // httplib's stop() closes the listener, then joins the workers once their requests end.
-  std::thread([impl = impl_.get()] {
-    impl->server.stop();
-    impl->thread.join();
-    std::lock_guard<std::mutex> lock(impl->stop_mutex);
-    impl->stopped = true;
-    impl->stopped_cv.notify_all();
-  }).detach();
-  std::unique_lock<std::mutex> lock(impl_->stop_mutex);
-  if (impl_->stopped_cv.wait_for(lock, std::chrono::milliseconds(deadline_ms), [&] { return impl_->stopped; })) {
+  if (impl_->server.shutdown(deadline_ms)) {
+    impl_->serving = false;
     // No request runs any more: let go of the actors, so the actor system can end
     // (a detached actor's thread waits until no handle to it is left).
     impl_->ctx.attached = false;

@@ -124,7 +124,7 @@ json agent_view(const AgentRecord& a) {
               {"capabilities", caps},
               {"max_concurrent_tasks", a.max_concurrent_tasks},
               {"running_tasks", a.running_tasks},
-              {"executor", parsed_or_null(a.executor_json)},
+              {"executor", parsed_or_null(actors::redact_executor(a.executor_json))},
               {"energy", a.energy},
               {"node", a.node},
               {"tasks_completed", a.tasks_completed},

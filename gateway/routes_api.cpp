@@ -3,6 +3,7 @@
 #include "actors/task_protocol.hpp"
 #include "actors/neural/worker.hpp"
 #include "gateway/context.hpp"
+#include "gateway/http_server.hpp"
 #include "runtime/metrics.hpp"
 #include "gateway/model.hpp"
 #include "runtime/clock.hpp"
@@ -235,6 +236,8 @@ void wait_task(Context& ctx, Call& call) {
     }
   }
   const auto& id = path_id(call);
+  auto slot = take_stream_slot(ctx, call);
+  if (!slot) return;
   auto deadline = runtime::now_ms() + timeout_ms;
   // A scoped actor of its own: a late answer dies with it instead of piling up.
   caf::scoped_actor self{*ctx.deps.system};
@@ -243,7 +246,9 @@ void wait_task(Context& ctx, Call& call) {
     if (!t) return send_error(call, ApiError::not_found("no task " + id));
     if (runtime::is_terminal(t->status)) return send_data(call, 200, task_with_events(ctx, *t));
     auto left = deadline - runtime::now_ms();
-    if (left <= 0 || ctx.draining) return send_data(call, 202, task_with_events(ctx, *t));
+    // A client that left, or whose session ended, stops holding its slot at once.
+    bool abandoned = HttpServer::client_gone() || !ctx.security.still_valid(*call.principal);
+    if (left <= 0 || ctx.draining || abandoned) return send_data(call, 202, task_with_events(ctx, *t));
     bool done = false;
     self->request(ctx.scheduler, std::chrono::milliseconds(std::min<int64_t>(left, 1000)), wait_atom::value, id)
         .receive([&](bool) { done = true; }, [&](caf::error&) {});

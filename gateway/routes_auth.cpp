@@ -61,13 +61,23 @@ void add_auth_routes(Router& router, Context& ctx) {
     if (auto e = string_field(body, "username", username)) return send_error(call, *e);
     if (auto e = string_field(body, "password", password)) return send_error(call, *e);
     if (auto e = string_field(body, "client_type", client_type, false)) return send_error(call, *e);
+    const auto& client = call.req.remote_addr;
     // Failed logins also count against the client's address, not only the user name.
-    auto quota = ctx.security.take("login:" + call.req.remote_addr);
-    if (!quota.allowed)
-      return send_error(call, ApiError{429, "rate_limited", "too many login attempts from this address", {}, quota.retry_after_s});
-    auto result = ctx.security.login(username, password);
-    if (auto* e = std::get_if<ApiError>(&result)) return send_error(call, *e);
-    send_data(call, 200, session_json(std::get<Session>(result)));
+    auto quota = ctx.security.take("login:" + client);
+    if (!quota.allowed) {
+      send_error(call, ApiError{429, "rate_limited", "too many login attempts from this address", {}, quota.retry_after_s});
+      return record_audit(ctx, call, "auth.login", username, "", 429);
+    }
+    auto result = ctx.security.login(username, password, client);
+    if (auto* e = std::get_if<ApiError>(&result.outcome)) {
+      send_error(call, *e);
+      record_audit(ctx, call, "auth.login", username, "", e->status);
+      if (result.locked_now) record_audit(ctx, call, "auth.lockout", username, "", 429);
+      return;
+    }
+    const auto& session = std::get<Session>(result.outcome);
+    send_data(call, 200, session_json(session));
+    record_audit(ctx, call, "auth.login", session.username, session.role, 200);
   });
   router.add("POST", "/api/auth/refresh", [&ctx](Call& call) {
     if (!ready_for_sessions(ctx, call)) return;
@@ -76,8 +86,14 @@ void add_auth_routes(Router& router, Context& ctx) {
     std::string token;
     if (auto e = string_field(body, "refresh_token", token)) return send_error(call, *e);
     auto result = ctx.security.refresh(token);
-    if (auto* e = std::get_if<ApiError>(&result)) return send_error(call, *e);
-    send_data(call, 200, session_json(std::get<Session>(result)));
+    if (auto* e = std::get_if<ApiError>(&result.outcome)) {
+      send_error(call, *e);
+      return record_audit(ctx, call, result.replayed ? "auth.refresh_replay" : "auth.refresh",
+                          result.username.empty() ? "anonymous" : result.username, "", e->status);
+    }
+    const auto& session = std::get<Session>(result.outcome);
+    send_data(call, 200, session_json(session));
+    record_audit(ctx, call, "auth.refresh", session.username, session.role, 200);
   });
   router.add("POST", "/api/auth/logout", [&ctx](Call& call) {
     std::string refresh_token;
@@ -88,6 +104,7 @@ void add_auth_routes(Router& router, Context& ctx) {
     }
     ctx.security.logout(*call.principal, refresh_token);
     send_data(call, 200, {{"logged_out", true}});
+    record_audit(ctx, call, "auth.logout", call.principal->name, call.principal->role, 200);
   });
   router.add("GET", "/api/auth/me", [](Call& call) {
     const auto& p = *call.principal;

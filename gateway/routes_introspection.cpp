@@ -1,8 +1,9 @@
-// Looking inside the node, down to one actor: GET /api/actors (cluster-wide: asks every
-// reachable peer over HTTP), GET /api/actors/{node}/{id} (registry entry plus the actor's own
+// Looking inside the node, down to one actor: GET /api/actors (cluster-wide: the node manager
+// asks every reachable member over the cluster connection), GET /api/actors/{node}/{id} (registry entry plus the actor's own
 // summary), POST /api/actors/{node}/{id}/kill (admin; its supervisor reacts), the message
 // trace of one actor as Server-Sent Events, and GET /api/events (the live event feed, SSE,
-// resumable with Last-Event-ID). A request for another node's actor is passed to that node.
+// resumable with Last-Event-ID). A request for another node's actor is passed to that node
+// through the node managers, as node to node: no user's credentials are ever forwarded.
 #include "gateway/context.hpp"
 #include "runtime/clock.hpp"
 #include "runtime/cluster.hpp"
@@ -18,14 +19,12 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
-#include <future>
 #include <thread>
 
 namespace hub::gateway {
 
 namespace {
 
-using runtime::introspection::ActorInfo;
 using runtime::introspection::Registry;
 
 constexpr size_t kMaxLimit = 10000;
@@ -38,22 +37,6 @@ caf::scoped_actor& thread_actor(Context& ctx) {
 }
 
 Registry& registry(Context& ctx) { return Registry::of(*ctx.deps.system); }
-
-json actor_json(const ActorInfo& a, const std::string& node) {
-  return {{"id", a.id},
-          {"node", node},
-          {"kind", a.kind},
-          {"name", a.name},
-          {"state", a.state},
-          {"parent", a.parent ? json(a.parent) : json()},
-          {"mailbox_size", a.mailbox},
-          {"messages", a.messages},
-          {"errors", a.errors},
-          {"busy_ms", std::round(a.busy_ms * 1000) / 1000},
-          {"last_message_at", a.last_message_ms ? json(runtime::rfc3339(a.last_message_ms)) : json()},
-          {"started_at", runtime::rfc3339(a.started_ms)},
-          {"traced", a.tracers > 0}};
-}
 
 // An integer query parameter within [lo, hi]; `fallback` when absent.
 std::optional<ApiError> int_param(const Call& call, const char* name, int64_t lo, int64_t hi, int64_t fallback, int64_t& out) {
@@ -85,35 +68,6 @@ json members(Context& ctx) {
   return out;
 }
 
-httplib::Headers forwarded_auth(const Call& call) {
-  httplib::Headers h;
-  for (const char* name : {"X-API-Key", "Authorization"})
-    if (call.req.has_header(name)) h.emplace(name, call.req.get_header_value(name));
-  return h;
-}
-
-struct PeerReply {
-  int status = 0;
-  json body;
-  std::string error;
-};
-
-PeerReply ask_peer(const std::string& http_address, const std::string& method, const std::string& path,
-                   const httplib::Headers& headers) {
-  httplib::Client client("http://" + http_address);
-  client.set_connection_timeout(2, 0);
-  client.set_read_timeout(5, 0);
-  auto res = method == "GET" ? client.Get(path.c_str(), headers) : client.Post(path.c_str(), headers, "", "application/json");
-  PeerReply r;
-  if (!res) {
-    r.error = "cannot reach " + http_address + ": " + httplib::to_string(res.error());
-    return r;
-  }
-  r.status = res->status;
-  r.body = json::parse(res->body, nullptr, false);
-  return r;
-}
-
 // Where another member's API answers; "" when it is not a known, live member.
 std::string peer_address(Context& ctx, const std::string& node, std::string* status) {
   for (const auto& n : members(ctx)) {
@@ -124,18 +78,15 @@ std::string peer_address(Context& ctx, const std::string& node, std::string* sta
   return {};
 }
 
-// Passes a request for a peer's actor on to that peer and relays its answer.
-void relay(Context& ctx, Call& call, const std::string& node, const std::string& method, const std::string& path) {
-  std::string status;
-  auto address = peer_address(ctx, node, &status);
-  if (address.empty())
-    return send_error(call, ApiError::not_found("no cluster member named " + node + " (this node is " + ctx.deps.node + ")"));
-  if (status == "down" || status == "removed")
-    return send_error(call, ApiError::unavailable("node " + node + " is " + status, 5));
-  auto r = ask_peer(address, method, path, forwarded_auth(call));
-  if (!r.error.empty()) return send_error(call, ApiError{502, "peer_unreachable", r.error, {}, 0});
-  call.res.status = r.status;
-  call.res.set_content(r.body.dump(), "application/json");
+// Asks the node manager, which asks the member over the cluster connection (the members
+// trust each other as nodes: the caller's credentials never leave this node).
+template <class... Ts>
+Answer<std::string> ask_cluster(Context& ctx, Ts&&... xs) {
+  Answer<std::string> out = ApiError::unavailable("no answer");
+  thread_actor(ctx)
+      ->request(ctx.cluster, std::chrono::seconds(8), std::forward<Ts>(xs)...)
+      .receive([&](std::string& text) { out = std::move(text); }, [&](caf::error& err) { out = error_from_actor(err); });
+  return out;
 }
 
 void list_actors(Context& ctx, Call& call) {
@@ -154,42 +105,20 @@ void list_actors(Context& ctx, Call& call) {
   json actors = json::array();
   size_t total = 0;
   json answered = json::array(), unreachable = json::array(), by_kind = json::object();
-  if (node.empty() || node == ctx.deps.node) {
-    size_t n = 0;
-    for (const auto& a : registry(ctx).list(q, &n)) actors.push_back(actor_json(a, ctx.deps.node));
-    total += n;
-    answered.push_back(ctx.deps.node);
-    json kinds = json::object();
-    for (const auto& [kind, count] : registry(ctx).count_by_kind()) kinds[kind] = count;
-    by_kind[ctx.deps.node] = kinds;
-  }
+  auto add_page = [&](const std::string& name, const json& page) {
+    for (const auto& a : page["actors"]) actors.push_back(a);
+    total += page.value("total", size_t(0));
+    for (const auto& [n, kinds] : page["by_kind"].items()) by_kind[n] = kinds;
+    answered.push_back(name);
+  };
+  if (node.empty() || node == ctx.deps.node) add_page(ctx.deps.node, json::parse(runtime::introspection::actors_page(registry(ctx), q)));
   if (!local_only && ctx.cluster && node != ctx.deps.node) {
-    std::string path = "/api/actors?scope=local&limit=" + std::to_string(q.limit);
-    if (!q.kind.empty()) path += "&kind=" + httplib::detail::encode_query_param(q.kind);
-    if (!q.sort.empty()) path += "&sort=" + q.sort;
-    auto headers = forwarded_auth(call);
-    std::vector<std::pair<std::string, std::future<PeerReply>>> asks;
-    for (const auto& m : members(ctx)) {
-      auto name = m.value("name", "");
-      auto status = m.value("status", "");
-      if (m.value("self", false) || (!node.empty() && name != node)) continue;
-      if (status == "down" || status == "removed" || status == "unreachable") {
-        unreachable.push_back({{"node", name}, {"reason", "node is " + status}});
-        continue;
-      }
-      asks.emplace_back(name, std::async(std::launch::async, ask_peer, m.value("http_address", ""), "GET", path, headers));
-    }
-    for (auto& [name, f] : asks) {
-      auto r = f.get();
-      if (r.status != 200 || !r.body.is_object()) {
-        unreachable.push_back({{"node", name}, {"reason", r.error.empty() ? "HTTP " + std::to_string(r.status) : r.error}});
-        continue;
-      }
-      for (auto& a : r.body["data"]["actors"]) actors.push_back(std::move(a));
-      total += r.body["data"].value("total", size_t(0));
-      for (auto& [peer, kinds] : r.body["data"]["by_kind"].items()) by_kind[peer] = kinds;
-      answered.push_back(name);
-    }
+    json query{{"kind", q.kind}, {"sort", q.sort}, {"limit", q.limit}};
+    auto answer = ask_cluster(ctx, runtime::cluster_actors_atom::value, query.dump(), node);
+    if (auto* e = std::get_if<ApiError>(&answer)) return send_error(call, *e);
+    auto peers = json::parse(std::get<std::string>(answer), nullptr, false);
+    for (const auto& p : peers["pages"]) add_page(p.value("node", ""), p["page"]);
+    for (const auto& u : peers["unreachable"]) unreachable.push_back(u);
     if (!node.empty() && answered.empty() && unreachable.empty())
       return send_error(call, ApiError::not_found("no cluster member named " + node));
   } else if (!node.empty() && node != ctx.deps.node) {
@@ -217,32 +146,38 @@ std::optional<uint64_t> actor_id(const Call& call) {
   return v;
 }
 
-// The live local actor a /api/actors/{node}/{id} request names; null once the request is
-// answered (relayed to its node, refused, or not found).
-std::shared_ptr<runtime::introspection::Probe> named_actor(Context& ctx, Call& call) {
-  if (!ctx.attached) return send_error(call, ApiError::unavailable("the node is starting", 1)), nullptr;
+// GET /api/actors/{node}/{id} and POST .../kill: this node's actor, or another member's
+// through the node manager.
+void actor_request(Context& ctx, Call& call, bool kill) {
+  if (!ctx.attached) return send_error(call, ApiError::unavailable("the node is starting", 1));
   const auto& node = call.path_params.at("node");
-  if (node != ctx.deps.node) return relay(ctx, call, node, call.req.method, call.req.path), nullptr;
   auto id = actor_id(call);
-  if (!id) return send_error(call, ApiError::bad_request("id", "the actor id must be a positive integer")), nullptr;
-  auto probe = registry(ctx).find(*id);
-  if (!probe) send_error(call, ApiError::not_found("no live actor " + std::to_string(*id) + " on node " + node));
-  return probe;
-}
-
-void get_actor(Context& ctx, Call& call) {
-  auto probe = named_actor(ctx, call);
-  if (!probe) return;
-  auto info = probe->info();
-  auto out = actor_json(info, ctx.deps.node);
-  out["busy_percent_since_start"] =
-      std::round(info.busy_ms / double(std::max<int64_t>(1, runtime::now_ms() - info.started_ms)) * 10000) / 100;
-  if (info.parent) {
-    auto parent = registry(ctx).find(info.parent);
-    out["parent_actor"] = parent ? json{{"id", info.parent}, {"kind", parent->info().kind}, {"name", parent->info().name}} : json();
+  if (!id) return send_error(call, ApiError::bad_request("id", "the actor id must be a positive integer"));
+  if (node != ctx.deps.node) {
+    if (!ctx.cluster)
+      return send_error(call, ApiError::not_found("no cluster member named " + node + " (this node is " + ctx.deps.node + ")"));
+    auto answer = kill ? ask_cluster(ctx, runtime::peer_kill_atom::value, node, *id)
+                       : ask_cluster(ctx, runtime::peer_actor_atom::value, node, *id);
+    if (auto* e = std::get_if<ApiError>(&answer)) return send_error(call, *e);
+    return send_data(call, kill ? 202 : 200, json::parse(std::get<std::string>(answer)));
   }
+  if (kill) {
+    std::string why;
+    auto killed = runtime::introspection::kill_actor(registry(ctx), *id, &why);
+    if (killed.empty()) {
+      auto bar = why.find('|');
+      auto message = why.substr(bar + 1);
+      return send_error(call, why.rfind("not_found", 0) == 0 ? ApiError::not_found(message) : ApiError::conflict(message));
+    }
+    spdlog::warn("introspection: actor {} killed on request {}", *id, call.request_id);
+    return send_data(call, 202, json::parse(killed));
+  }
+  auto detail = runtime::introspection::actor_detail(registry(ctx), *id);
+  if (detail.empty()) return send_error(call, ApiError::not_found("no live actor " + std::to_string(*id) + " on node " + node));
+  auto out = json::parse(detail);
   json summary;
-  if (info.inspectable) {
+  auto probe = registry(ctx).find(*id);
+  if (probe && out.value("inspectable", false)) {
     auto handle = caf::actor_cast<caf::actor>(probe->address());
     if (handle)
       thread_actor(ctx)
@@ -250,47 +185,9 @@ void get_actor(Context& ctx, Call& call) {
           .receive([&](std::string& text) { summary = json::parse(text, nullptr, false); },
                    [&](caf::error& err) { summary = {{"unavailable", ctx.deps.system->render(err)}}; });
   }
+  out.erase("inspectable");
   out["summary"] = summary.is_discarded() ? json() : summary;
   send_data(call, 200, out);
-}
-
-void kill_actor(Context& ctx, Call& call) {
-  auto probe = named_actor(ctx, call);
-  if (!probe) return;
-  auto info = probe->info();
-  auto id = info.id;
-  const auto& node = ctx.deps.node;
-  if (info.parent == 0)
-    return send_error(call, ApiError::conflict("actor " + std::to_string(id) + " (" + info.kind +
-                                               ") has no supervisor or owner to restart it; killing it would stop that part of the node for good"));
-  auto parent = registry(ctx).find(info.parent);
-  caf::anon_send_exit(probe->address(), caf::exit_reason::kill);
-  spdlog::warn("introspection: actor {} ({} {}) killed on request {}", id, info.kind, info.name, call.request_id);
-  send_data(call, 202,
-            {{"id", id},
-             {"node", node},
-             {"kind", info.kind},
-             {"name", info.name},
-             {"killed", true},
-             {"parent", parent ? json{{"id", info.parent}, {"kind", parent->info().kind}, {"name", parent->info().name}} : json()},
-             {"message", "sent the kill signal; its " + (parent ? parent->info().kind : std::string("owner")) +
-                             " restarts it (see GET /api/supervisors and the new actor in GET /api/actors)"}});
-}
-
-// At most this many SSE streams at once: each holds a connection thread for its life.
-size_t max_streams(const Context& ctx) { return size_t(std::max(1, connection_threads(ctx.deps.config->server.workers) / 4)); }
-std::atomic<size_t> open_streams{0};
-
-bool admit_stream(Context& ctx, Call& call) {
-  if (open_streams.fetch_add(1) >= max_streams(ctx)) {
-    open_streams.fetch_sub(1);
-    send_error(call, ApiError{503, "too_many_streams",
-                              "this node already serves " + std::to_string(max_streams(ctx)) +
-                                  " event streams (one per [server] worker); close one or raise workers",
-                              {}, 5});
-    return false;
-  }
-  return true;
 }
 
 std::string sse(const std::string& event, const json& data, uint64_t id = 0) {
@@ -319,7 +216,8 @@ void trace_actor(Context& ctx, Call& call) {
   if (auto e = int_param(call, "max_rate", 1, 5000, 200, max_rate)) return send_error(call, *e);
   auto probe = registry(ctx).find(*id);
   if (!probe) return send_error(call, ApiError::not_found("no live actor " + std::to_string(*id) + " on node " + node));
-  if (!admit_stream(ctx, call)) return;
+  auto slot = take_stream_slot(ctx, call);
+  if (!slot) return;
   probe->start_trace(int(sample), int(max_rate));
   auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(seconds);
   auto info = probe->info();
@@ -334,7 +232,7 @@ void trace_actor(Context& ctx, Call& call) {
   call.res.set_header("X-Accel-Buffering", "no");
   call.res.set_chunked_content_provider(
       "text/event-stream",
-      [&ctx, probe, stream, deadline, info, seconds, sample, max_rate](size_t, httplib::DataSink& sink) {
+      [&ctx, probe, stream, deadline, info, seconds, sample, max_rate, slot, who = *call.principal](size_t, httplib::DataSink& sink) {
         if (!stream->started) {
           stream->started = true;
           auto hello = sse("start", {{"actor", info.id}, {"kind", info.kind}, {"name", info.name}, {"seconds", seconds},
@@ -353,9 +251,13 @@ void trace_actor(Context& ctx, Call& call) {
                        e.seq);
         }
         bool gone = !Registry::of(*ctx.deps.system).find(info.id) || !caf::actor_cast<caf::actor>(probe->address());
-        if (gone || ctx.draining || std::chrono::steady_clock::now() >= deadline) {
+        bool ended = !ctx.security.still_valid(who);
+        if (gone || ended || ctx.draining || std::chrono::steady_clock::now() >= deadline) {
           chunk += sse("end", {{"events", stream->sent}, {"not_recorded", lost},
-                               {"reason", gone ? "the actor stopped" : ctx.draining ? "the node is stopping" : "time is up"}});
+                               {"reason", gone     ? "the actor stopped"
+                                          : ended  ? "the session ended (logged out, revoked or expired)"
+                                          : ctx.draining ? "the node is stopping"
+                                                         : "time is up"}});
           if (!sink.write(chunk.data(), chunk.size())) return false;
           sink.done();
           return true;
@@ -363,10 +265,7 @@ void trace_actor(Context& ctx, Call& call) {
         if (chunk.empty()) chunk = ": waiting\n\n";
         return sink.write(chunk.data(), chunk.size());
       },
-      [probe](bool) {
-        probe->stop_trace();
-        open_streams.fetch_sub(1);
-      });
+      [probe](bool) { probe->stop_trace(); });
 }
 
 void events(Context& ctx, Call& call) {
@@ -395,7 +294,8 @@ void events(Context& ctx, Call& call) {
       if (ty != "task" && ty != "agent" && ty != "breaker" && ty != "alert" && ty != "membership")
         return send_error(call, ApiError::bad_request("types", "\"types\" is a comma list of task, agent, breaker, alert, membership"));
   }
-  if (!admit_stream(ctx, call)) return;
+  auto slot = take_stream_slot(ctx, call);
+  if (!slot) return;
   struct Stream {
     uint64_t after;
     bool started = false;
@@ -407,7 +307,7 @@ void events(Context& ctx, Call& call) {
   call.res.set_header("X-Accel-Buffering", "no");
   call.res.set_chunked_content_provider(
       "text/event-stream",
-      [&ctx, &feed, stream, deadline, types](size_t, httplib::DataSink& sink) {
+      [&ctx, &feed, stream, deadline, types, slot, who = *call.principal](size_t, httplib::DataSink& sink) {
         std::string chunk;
         if (!stream->started) {
           stream->started = true;
@@ -424,8 +324,12 @@ void events(Context& ctx, Call& call) {
           chunk += "id: " + std::to_string(e.id) + "\nevent: " + e.type + "\ndata: " + text.done() + "\n\n";
         }
         auto now = std::chrono::steady_clock::now();
-        if (ctx.draining || now >= deadline) {
-          chunk += sse("end", {{"reason", ctx.draining ? "the node is stopping" : "time is up"}, {"last_event_id", stream->after}});
+        bool ended = !ctx.security.still_valid(who);
+        if (ended || ctx.draining || now >= deadline) {
+          chunk += sse("end", {{"reason", ended          ? "the session ended (logged out, revoked or expired)"
+                                          : ctx.draining ? "the node is stopping"
+                                                         : "time is up"},
+                               {"last_event_id", stream->after}});
           if (!sink.write(chunk.data(), chunk.size())) return false;
           sink.done();
           return true;
@@ -435,15 +339,15 @@ void events(Context& ctx, Call& call) {
         stream->last_write = now;
         return sink.write(chunk.data(), chunk.size());
       },
-      [](bool) { open_streams.fetch_sub(1); });
+      [](bool) {});
 }
 
 }  // namespace
 
 void add_introspection_routes(Router& router, Context& ctx) {
   router.add("GET", "/api/actors", [&ctx](Call& c) { list_actors(ctx, c); });
-  router.add("GET", "/api/actors/{node}/{id}", [&ctx](Call& c) { get_actor(ctx, c); });
-  router.add("POST", "/api/actors/{node}/{id}/kill", [&ctx](Call& c) { kill_actor(ctx, c); });
+  router.add("GET", "/api/actors/{node}/{id}", [&ctx](Call& c) { actor_request(ctx, c, false); });
+  router.add("POST", "/api/actors/{node}/{id}/kill", [&ctx](Call& c) { actor_request(ctx, c, true); });
   router.add("GET", "/api/actors/{node}/{id}/trace", [&ctx](Call& c) { trace_actor(ctx, c); });
   router.add("GET", "/api/events", [&ctx](Call& c) { events(ctx, c); });
 }

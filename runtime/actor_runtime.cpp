@@ -5,10 +5,11 @@
 
 #include <caf/atom.hpp>
 #include <caf/io/middleman.hpp>
+#include <caf/openssl/manager.hpp>
 
 namespace hub::runtime {
 
-HubActorConfig::HubActorConfig(int threads, const std::string& policy, bool network) {
+HubActorConfig::HubActorConfig(int threads, const std::string& policy, bool network, const ClusterTls& tls) {
   set("scheduler.max-threads", static_cast<int64_t>(threads));
   set("scheduler.policy", caf::atom_from_string(policy));
   add_message_type<Capability>("hub_capability");
@@ -28,6 +29,14 @@ HubActorConfig::HubActorConfig(int threads, const std::string& policy, bool netw
   add_message_type<PeerView>("hub_peer_view");
   add_message_type<std::vector<PeerView>>("hub_peer_views");
   if (network) load<caf::io::middleman>();
+  if (network && tls.enabled()) {
+    // Both sides present a certificate and check the other's against the CA (CAF requires
+    // peer certificates whenever its OpenSSL module has credentials).
+    openssl_certificate = tls.cert;
+    openssl_key = tls.key;
+    openssl_cafile = tls.ca;
+    load<caf::openssl::manager>();
+  }
 }
 
 }  // namespace hub::runtime

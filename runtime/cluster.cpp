@@ -5,15 +5,22 @@
 #include "runtime/clock.hpp"
 #include "runtime/events.hpp"
 #include "runtime/metrics.hpp"
+#include "runtime/trust.hpp"
 
 #include <caf/actor_system.hpp>
 #include <caf/event_based_actor.hpp>
 #include <caf/send.hpp>
 #include <caf/io/middleman.hpp>
+#include <caf/openssl/manager.hpp>
+#include <caf/openssl/publish.hpp>
 #include <caf/stateful_actor.hpp>
 #include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
 
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <openssl/rand.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -107,8 +114,17 @@ struct Peer {
   std::vector<std::string> breakers;
 };
 
+// A node that said hello and has yet to prove itself.
+struct Challenge {
+  std::string name, their_nonce, our_nonce;
+  int64_t expires_ms = 0;
+};
+
 struct ManagerState {
   ClusterOptions o;
+  TrustedNodes* trusted = nullptr;
+  std::map<caf::node_id, Challenge> challenges;
+  std::set<std::string> refused_logged;  // addresses/nodes already reported, to keep the log short
   std::map<std::string, std::string> published;  // member -> the status last put on the event feed
   caf::actor scheduler;
   int64_t incarnation = 0;
@@ -125,6 +141,49 @@ struct ManagerState {
 };
 
 using Manager = Instrumented<ManagerState>;
+
+std::string random_nonce() {
+  unsigned char bytes[32];
+  if (RAND_bytes(bytes, sizeof bytes) != 1) throw std::runtime_error("no randomness for a cluster nonce");
+  static const char* hex = "0123456789abcdef";
+  std::string out;
+  for (unsigned char b : bytes) out += {hex[b >> 4], hex[b & 15]};
+  return out;
+}
+
+// The proof that whoever sends it holds the secret, bound to this exchange: both nonces, both
+// names and the direction, so a proof is good for one handshake and one side only.
+std::string proof(const std::string& secret, const char* role, const std::string& joiner, const std::string& joiner_nonce,
+                  const std::string& member, const std::string& member_nonce) {
+  auto text = std::string("hub-cluster-v1|") + role + "|" + joiner + "|" + joiner_nonce + "|" + member + "|" + member_nonce;
+  unsigned char mac[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
+  HMAC(EVP_sha256(), secret.data(), int(secret.size()), reinterpret_cast<const unsigned char*>(text.data()), text.size(), mac, &len);
+  static const char* hex = "0123456789abcdef";
+  std::string out;
+  for (unsigned i = 0; i < len; ++i) out += {hex[mac[i] >> 4], hex[mac[i] & 15]};
+  return out;
+}
+
+bool same_proof(const std::string& a, const std::string& b) {
+  return a.size() == b.size() && CRYPTO_memcmp(a.data(), b.data(), a.size()) == 0;
+}
+
+// A message to the manager from another node that has not proven its membership.
+bool from_stranger(Manager* self) {
+  const auto& sender = self->current_sender();
+  if (!sender) return false;  // local and anonymous
+  const auto& node = sender->node();
+  return node != self->node() && !self->state.trusted->trusts(node);
+}
+
+void refuse_stranger(Manager* self, const std::string& what) {
+  auto& st = self->state;
+  auto who = self->current_sender() ? caf::to_string(self->current_sender()->node()) : std::string("?");
+  metrics::Registry::global().counter(metrics::names::cluster_refused, "Messages refused from nodes that did not prove membership").inc();
+  if (st.refused_logged.size() < 1000 && st.refused_logged.insert(who + what).second)
+    spdlog::warn("cluster: refused {} from node {}: it has not proven it holds the cluster secret", what, who);
+}
 
 std::string leader_of(const ManagerState& st) {
   std::pair<int64_t, std::string> best{INT64_MAX, ""};
@@ -192,14 +251,48 @@ void connect(Manager* self, const std::string& address) {
   int port = std::atoi(address.c_str() + colon + 1);
   if (port <= 0 || port > 65535 || is_own_address(st, host, port) || st.connecting.count(address)) return;
   st.connecting.insert(address);
-  auto mm = self->system().middleman().actor_handle();
+  auto mm = st.o.tls ? self->system().openssl_manager().actor_handle() : self->system().middleman().actor_handle();
   self->request(mm, std::chrono::seconds(5), caf::connect_atom::value, host, uint16_t(port))
       .then(
           [=](const caf::node_id&, caf::strong_actor_ptr& ptr, const std::set<std::string>&) {
-            self->state.connecting.erase(address);
             auto peer = caf::actor_cast<caf::actor>(ptr);
-            if (!peer || peer.node() == self->node()) return;
-            self->send(peer, gossip_atom::value, state_bytes(self), caf::actor_cast<caf::actor>(self), self->state.scheduler);
+            if (!peer || peer.node() == self->node()) {
+              self->state.connecting.erase(address);
+              return;
+            }
+            // Prove ourselves, and make the member prove itself, before anything else.
+            auto nonce = random_nonce();
+            self->request(peer, std::chrono::seconds(5), hello_atom::value, self->state.o.name, nonce)
+                .then(
+                    [=](const std::string& member, const std::string& member_nonce, const std::string& member_proof) {
+                      auto& st = self->state;
+                      if (!same_proof(member_proof, proof(st.o.secret, "member", st.o.name, nonce, member, member_nonce))) {
+                        st.connecting.erase(address);
+                        if (st.refused_logged.insert("proof:" + address).second)
+                          spdlog::error("cluster: {} ({}) could not prove it holds the cluster secret: not joining through it",
+                                        address, member);
+                        return;
+                      }
+                      st.trusted->add(peer.node());
+                      self->request(peer, std::chrono::seconds(5), prove_atom::value,
+                                    proof(st.o.secret, "joiner", st.o.name, nonce, member, member_nonce))
+                          .then(
+                              [=](bool) {
+                                self->state.connecting.erase(address);
+                                self->send(peer, gossip_atom::value, state_bytes(self), caf::actor_cast<caf::actor>(self),
+                                           self->state.scheduler);
+                              },
+                              [=](caf::error& err) {
+                                self->state.connecting.erase(address);
+                                if (self->state.refused_logged.insert("refused:" + address).second)
+                                  spdlog::error("cluster: {} refused this node's proof of membership ({}): is [cluster] secret the same on every node?",
+                                                address, self->system().render(err));
+                              });
+                    },
+                    [=](caf::error& err) {
+                      self->state.connecting.erase(address);
+                      spdlog::debug("cluster: no handshake with {}: {}", address, self->system().render(err));
+                    });
           },
           [=](caf::error& err) {
             self->state.connecting.erase(address);
@@ -456,6 +549,8 @@ caf::behavior node_manager(Manager* self, ClusterOptions options, caf::actor sch
   st.o = std::move(options);
   st.scheduler = std::move(scheduler);
   st.incarnation = now_ms();
+  st.trusted = &TrustedNodes::of(self->system());
+  self->welcome_strangers();  // they prove themselves here; every handler checks
   self->describe("cluster", st.o.name, nullptr, true);
   auto advertise = st.o.advertise_host;
   if (advertise.empty()) {
@@ -489,7 +584,40 @@ caf::behavior node_manager(Manager* self, ClusterOptions options, caf::actor sch
   });
   self->send(self, cluster_tick_atom::value);
   return {
+      [=](hello_atom, const std::string& joiner, const std::string& nonce)
+          -> caf::result<std::string, std::string, std::string> {
+        auto& st = self->state;
+        const auto& sender = self->current_sender();
+        if (!sender || nonce.size() != 64 || joiner.empty() || joiner.size() > 64)
+          return caf::make_error(caf::sec::runtime_error, "refused|malformed hello");
+        auto now = now_ms();
+        std::erase_if(st.challenges, [&](const auto& kv) { return kv.second.expires_ms < now; });
+        if (st.challenges.size() >= 256) return caf::make_error(caf::sec::runtime_error, "refused|too many joins at once");
+        auto ours = random_nonce();
+        st.challenges[sender->node()] = Challenge{joiner, nonce, ours, now + 10000};
+        return caf::result<std::string, std::string, std::string>(st.o.name, ours,
+                                                                  proof(st.o.secret, "member", joiner, nonce, st.o.name, ours));
+      },
+      [=](prove_atom, const std::string& joiner_proof) -> caf::result<bool> {
+        auto& st = self->state;
+        const auto& sender = self->current_sender();
+        if (!sender) return caf::make_error(caf::sec::runtime_error, "refused|anonymous proof");
+        auto it = st.challenges.find(sender->node());
+        if (it == st.challenges.end() || it->second.expires_ms < now_ms())
+          return caf::make_error(caf::sec::runtime_error, "refused|no hello, or it expired");
+        auto c = it->second;
+        st.challenges.erase(it);
+        if (!same_proof(joiner_proof, proof(st.o.secret, "joiner", c.name, c.their_nonce, st.o.name, c.our_nonce))) {
+          refuse_stranger(self, "a wrong proof of membership (as \"" + c.name + "\")");
+          return caf::make_error(caf::sec::runtime_error, "refused|wrong proof: the cluster secrets differ");
+        }
+        st.trusted->add(sender->node());
+        spdlog::info("cluster: {} proved its membership", c.name);
+        return true;
+      },
       [=](gossip_atom, const std::string& bytes, caf::actor from_manager, caf::actor from_scheduler) {
+        if (from_stranger(self) || !self->current_sender() || from_manager.node() != self->current_sender()->node())
+          return refuse_stranger(self, "a heartbeat");
         on_gossip(self, bytes, std::move(from_manager), std::move(from_scheduler));
       },
       [=](cluster_tick_atom) {
@@ -497,9 +625,16 @@ caf::behavior node_manager(Manager* self, ClusterOptions options, caf::actor sch
         publish_membership(self);
         self->delayed_send(self, std::chrono::milliseconds(kTickMs), cluster_tick_atom::value);
       },
-      [=](nodes_atom) { return nodes_json(self); },
-      [=](introspection::introspect_atom) { return nodes_json(self); },
-      [=](leaving_atom) {
+      [=](nodes_atom) -> caf::result<std::string> {
+        if (from_stranger(self)) return refuse_stranger(self, "a membership query"), caf::make_error(caf::sec::runtime_error, "refused|not a member");
+        return nodes_json(self);
+      },
+      [=](introspection::introspect_atom) -> caf::result<std::string> {
+        if (from_stranger(self)) return caf::make_error(caf::sec::runtime_error, "refused|not a member");
+        return nodes_json(self);
+      },
+      [=](leaving_atom) -> caf::result<bool> {
+        if (from_stranger(self)) return caf::make_error(caf::sec::runtime_error, "refused|not a member");
         auto& st = self->state;
         if (st.status != "leaving") spdlog::info("cluster: leaving (telling {} members)", st.peers.size());
         st.status = "leaving";
@@ -507,6 +642,7 @@ caf::behavior node_manager(Manager* self, ClusterOptions options, caf::actor sch
         return true;
       },
       [=](leave_atom, const std::string& name) -> caf::result<std::string> {
+        if (from_stranger(self)) return refuse_stranger(self, "a leave request"), caf::make_error(caf::sec::runtime_error, "refused|not a member");
         auto& st = self->state;
         if (name == st.o.name) {
           spdlog::info("cluster: asked to leave: draining, then stopping");
@@ -521,6 +657,111 @@ caf::behavior node_manager(Manager* self, ClusterOptions options, caf::actor sch
         self->delegate(it->second.manager, leave_atom::value, name);
         return caf::delegated<std::string>{};
       },
+      // Introspection across members: over the cluster connection, as nodes.
+      [=](cluster_actors_atom, const std::string& query, const std::string& only) -> caf::result<std::string> {
+        if (self->current_sender() && self->current_sender()->node() != self->node())
+          return caf::make_error(caf::sec::runtime_error, "refused|for this node's own gateway");
+        auto& st = self->state;
+        auto rp = self->make_response_promise<std::string>();
+        struct Gathered {
+          json pages = json::array();
+          json unreachable = json::array();
+          size_t waiting = 0;
+        };
+        auto g = std::make_shared<Gathered>();
+        std::vector<std::pair<std::string, caf::actor>> ask;
+        for (const auto& [name, p] : st.peers) {
+          if (!only.empty() && name != only) continue;
+          auto status = shown_status(p);
+          if (!p.manager || status == "down" || status == "removed" || status == "unreachable") {
+            g->unreachable.push_back({{"node", name}, {"reason", "node is " + status}});
+            continue;
+          }
+          ask.emplace_back(name, p.manager);
+        }
+        g->waiting = ask.size();
+        auto finish = [=]() mutable {
+          rp.deliver(json{{"pages", g->pages}, {"unreachable", g->unreachable}}.dump());
+        };
+        if (ask.empty()) finish();
+        for (const auto& [name, manager] : ask) {
+          self->request(manager, std::chrono::seconds(5), peer_actors_atom::value, query)
+              .then(
+                  [=](const std::string& page) mutable {
+                    auto v = json::parse(page, nullptr, false);
+                    if (v.is_object()) g->pages.push_back({{"node", name}, {"page", v}});
+                    if (--g->waiting == 0) finish();
+                  },
+                  [=](caf::error& err) mutable {
+                    g->unreachable.push_back({{"node", name}, {"reason", self->system().render(err)}});
+                    if (--g->waiting == 0) finish();
+                  });
+        }
+        return rp;
+      },
+      [=](peer_actors_atom, const std::string& query) -> caf::result<std::string> {
+        if (from_stranger(self)) return refuse_stranger(self, "an actor listing"), caf::make_error(caf::sec::runtime_error, "refused|not a member");
+        auto q = json::parse(query, nullptr, false);
+        introspection::ActorQuery aq;
+        if (q.is_object()) {
+          aq.kind = q.value("kind", "");
+          aq.sort = q.value("sort", "");
+          aq.limit = std::clamp<size_t>(q.value("limit", size_t(100)), 1, 10000);
+        }
+        return introspection::actors_page(introspection::Registry::of(self->system()), aq);
+      },
+      [=](peer_actor_atom, const std::string& node, uint64_t id) -> caf::result<std::string> {
+        if (from_stranger(self)) return refuse_stranger(self, "an actor query"), caf::make_error(caf::sec::runtime_error, "refused|not a member");
+        auto& st = self->state;
+        if (node != st.o.name) {
+          auto it = st.peers.find(node);
+          if (it == st.peers.end() || !it->second.manager)
+            return caf::make_error(caf::sec::runtime_error, "not_found|no reachable cluster member named " + node);
+          self->delegate(it->second.manager, peer_actor_atom::value, node, id);
+          return caf::delegated<std::string>{};
+        }
+        auto& registry = introspection::Registry::of(self->system());
+        auto detail = introspection::actor_detail(registry, id);
+        if (detail.empty()) return caf::make_error(caf::sec::runtime_error, "not_found|no live actor " + std::to_string(id) + " on node " + node);
+        auto out = json::parse(detail);
+        auto probe = registry.find(id);
+        auto handle = probe && out.value("inspectable", false) ? caf::actor_cast<caf::actor>(probe->address()) : caf::actor{};
+        out.erase("inspectable");
+        if (!handle) {
+          out["summary"] = nullptr;
+          return out.dump();
+        }
+        auto rp = self->make_response_promise<std::string>();
+        self->request(handle, std::chrono::seconds(2), introspection::introspect_atom::value)
+            .then(
+                [=](const std::string& summary) mutable {
+                  auto v = out;
+                  auto parsed = json::parse(summary, nullptr, false);
+                  v["summary"] = parsed.is_discarded() ? json() : parsed;
+                  rp.deliver(v.dump());
+                },
+                [=](caf::error& err) mutable {
+                  auto v = out;
+                  v["summary"] = {{"unavailable", self->system().render(err)}};
+                  rp.deliver(v.dump());
+                });
+        return rp;
+      },
+      [=](peer_kill_atom, const std::string& node, uint64_t id) -> caf::result<std::string> {
+        if (from_stranger(self)) return refuse_stranger(self, "a kill request"), caf::make_error(caf::sec::runtime_error, "refused|not a member");
+        auto& st = self->state;
+        if (node != st.o.name) {
+          auto it = st.peers.find(node);
+          if (it == st.peers.end() || !it->second.manager)
+            return caf::make_error(caf::sec::runtime_error, "not_found|no reachable cluster member named " + node);
+          self->delegate(it->second.manager, peer_kill_atom::value, node, id);
+          return caf::delegated<std::string>{};
+        }
+        std::string why;
+        auto killed = introspection::kill_actor(introspection::Registry::of(self->system()), id, &why);
+        if (killed.empty()) return caf::make_error(caf::sec::runtime_error, why);
+        return killed;
+      },
   };
 }
 
@@ -530,8 +771,10 @@ ClusterStart start_cluster(caf::actor_system& system, ClusterOptions options, ca
   ClusterStart out;
   auto host = options.host;
   auto port = options.port;
+  auto options_tls = options.tls;
   out.manager = system.spawn<caf::detached>(node_manager, std::move(options), std::move(scheduler));
-  auto published = system.middleman().publish(out.manager, uint16_t(port), host.c_str(), true);
+  auto published = options_tls ? caf::openssl::publish(out.manager, uint16_t(port), host.c_str(), true)
+                               : system.middleman().publish(out.manager, uint16_t(port), host.c_str(), true);
   if (!published) {
     out.error = "cluster: cannot listen on " + host + ":" + std::to_string(port) + ": " + system.render(published.error());
     caf::anon_send_exit(out.manager, caf::exit_reason::user_shutdown);

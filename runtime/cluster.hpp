@@ -13,11 +13,24 @@
 // `down_after_ms` and tells its own scheduler to re-queue that member's work. A node that
 // learns it was downed (it was frozen, then thawed) comes back as a new incarnation.
 //
+// Proof of membership: a node that connects to a member's manager first proves it holds the
+// cluster secret, and the member proves it back (HMAC-SHA256 over both nonces and names; the
+// secret never crosses the wire); only then do they exchange anything else. Each side then
+// trusts the other's CAF node id (runtime/trust.hpp): every runtime actor drops messages from
+// nodes it does not trust. With [cluster] tls_* the connection itself is mutual TLS.
+//
 // Protocol (CAF envelope, Protobuf bodies):
+//   joiner -> manager   (hello_atom, name, nonce) -> (name, nonce, proof)      the member's proof
+//   joiner -> manager   (prove_atom, proof) -> bool                             the joiner's proof
 //   manager -> manager  (gossip_atom, bytes NodeState, manager, scheduler)   one-way
 //   any -> manager      (nodes_atom) -> string (JSON of the membership, for the API)
 //                       (leave_atom, name) -> string   ask node `name` to leave (drain, stop)
 //                       (leaving_atom) -> bool         this node is shutting down: tell the others
+//   gateway -> manager  (cluster_actors_atom, query JSON, node) -> JSON   the actors of every other member
+//                       (that node only when given), fetched from each over the cluster connection
+//                       (peer_actor_atom, node, id) -> JSON     one actor of another member, with its summary
+//                       (peer_kill_atom, node, id) -> JSON      kill an actor of another member
+//   A member answers these for a trusted peer only: peers act as nodes, never with a user's credentials.
 //   manager -> scheduler (local_report_atom) -> LocalReport   this node's agents and load
 //                        (cluster_view_atom, vector<PeerView>)  the others, after each change
 //                        (node_down_atom, name)          leader only: re-queue that node's work
@@ -48,6 +61,12 @@ using node_down_atom = caf::atom_constant<caf::atom("node_down")>;
 // scheduler <-> scheduler (actors/remote_agent.hpp): one attempt on another node's agent.
 using remote_execute_atom = caf::atom_constant<caf::atom("rexec")>;
 using remote_cancel_atom = caf::atom_constant<caf::atom("rcancel")>;
+using hello_atom = caf::atom_constant<caf::atom("cl_hello")>;
+using prove_atom = caf::atom_constant<caf::atom("cl_prove")>;
+using cluster_actors_atom = caf::atom_constant<caf::atom("cl_actors")>;
+using peer_actors_atom = caf::atom_constant<caf::atom("p_actors")>;
+using peer_actor_atom = caf::atom_constant<caf::atom("p_actor")>;
+using peer_kill_atom = caf::atom_constant<caf::atom("p_kill")>;
 
 // What a scheduler tells its node manager about this node.
 struct LocalReport {
@@ -88,6 +107,8 @@ struct ClusterOptions {
   std::string advertise_host;  // how peers reach us (empty: host, or the host name for 0.0.0.0)
   std::string http_address;    // host:port of this node's API, shown to operators
   std::vector<std::string> seeds;
+  std::string secret;  // what members prove they hold (may be empty on a loopback-only cluster)
+  bool tls = false;    // connect and publish through CAF's OpenSSL module (HubActorConfig loads it)
   int64_t heartbeat_ms = 500;
   int64_t failure_ms = 2000;
   int64_t down_after_ms = 5000;

@@ -89,6 +89,21 @@ struct AuditEntry {
   std::string client;  // remote address
 };
 
+// What using a refresh token found.
+struct RefreshUse {
+  enum class Outcome { unknown, expired, valid, replayed } outcome = Outcome::unknown;
+  std::string username;
+  std::string session;
+};
+
+// A revoked session ("session", its id) or user ("user", every token issued before `at_ms`).
+struct Revocation {
+  std::string kind;
+  std::string subject;
+  int64_t at_ms = 0;
+  int64_t expires_at_ms = 0;
+};
+
 struct UserRecord {
   std::string username;
   std::string password_hash;  // argon2id, libsodium's crypto_pwhash_str format

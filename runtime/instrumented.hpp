@@ -5,6 +5,7 @@
 #pragma once
 
 #include "runtime/introspection.hpp"
+#include "runtime/trust.hpp"
 
 #include <caf/actor.hpp>
 #include <caf/event_based_actor.hpp>
@@ -22,12 +23,19 @@ class Instrumented : public caf::stateful_actor<State> {
   using super = caf::stateful_actor<State>;
 
   explicit Instrumented(caf::actor_config& cfg)
-      : super(cfg), probe_(introspection::Registry::of(this->home_system()).add(this->id(), this->address())) {
+      : super(cfg),
+        probe_(introspection::Registry::of(this->home_system()).add(this->id(), this->address())),
+        trusted_(&TrustedNodes::of(this->home_system())) {
     auto* registry = &introspection::Registry::of(this->home_system());
     this->attach_functor([registry, id = this->id()] { registry->remove(id); });
   }
 
   caf::invoke_message_result consume(caf::mailbox_element& x) override {
+    // A message from a node that has not proven its cluster membership is never handled.
+    if (x.sender && !strangers_welcome_ && x.sender->node() != this->ctrl()->node() && !trusted_->trusts(x.sender->node())) {
+      probe_->note_error();
+      return caf::invoke_message_result::dropped;
+    }
     std::optional<introspection::TraceEvent> traced;
     if (probe_->tracing() && probe_->admit_trace()) traced = probe_->describe_message(x);
     auto started = std::chrono::steady_clock::now();
@@ -43,6 +51,9 @@ class Instrumented : public caf::stateful_actor<State> {
   }
   void set_state(const std::string& state) { probe_->set_state(state); }
   void note_error() { probe_->note_error(); }
+  // For the one actor strangers must reach (the node manager: they prove themselves to it);
+  // it checks membership in its own handlers.
+  void welcome_strangers() { strangers_welcome_ = true; }
   introspection::Probe& probe() { return *probe_; }
 
  private:
@@ -54,6 +65,8 @@ class Instrumented : public caf::stateful_actor<State> {
   }
 
   std::shared_ptr<introspection::Probe> probe_;
+  TrustedNodes* trusted_;
+  bool strangers_welcome_ = false;
   size_t last_mailbox_ = 0;
   uint32_t mailbox_reads_skipped_ = 0;
 };

@@ -3,12 +3,17 @@
 #include "runtime/clock.hpp"
 
 #include <caf/actor_system.hpp>
+#include <caf/exit_reason.hpp>
+#include <caf/send.hpp>
+#include <nlohmann/json.hpp>
+#include <spdlog/spdlog.h>
 #include <caf/atom.hpp>
 #include <caf/mailbox_element.hpp>
 #include <caf/type_nr.hpp>
 #include <caf/uniform_type_info_map.hpp>
 
 #include <algorithm>
+#include <cmath>
 #include <ctime>
 #include <map>
 
@@ -237,6 +242,83 @@ std::vector<std::pair<std::string, size_t>> Registry::count_by_kind() const {
 std::string Registry::label_of(uint64_t id) const {
   auto p = find(id);
   return p ? p->label() : "#" + std::to_string(id);
+}
+
+namespace {
+
+nlohmann::json actor_json(const ActorInfo& a, const std::string& node) {
+  return {{"id", a.id},
+          {"node", node},
+          {"kind", a.kind},
+          {"name", a.name},
+          {"state", a.state},
+          {"parent", a.parent ? nlohmann::json(a.parent) : nlohmann::json()},
+          {"mailbox_size", a.mailbox},
+          {"messages", a.messages},
+          {"errors", a.errors},
+          {"busy_ms", std::round(a.busy_ms * 1000) / 1000},
+          {"last_message_at", a.last_message_ms ? nlohmann::json(rfc3339(a.last_message_ms)) : nlohmann::json()},
+          {"started_at", rfc3339(a.started_ms)},
+          {"traced", a.tracers > 0}};
+}
+
+nlohmann::json brief(const Registry& registry, uint64_t id) {
+  auto probe = registry.find(id);
+  if (!probe) return nullptr;
+  auto info = probe->info();
+  return {{"id", id}, {"kind", info.kind}, {"name", info.name}};
+}
+
+}  // namespace
+
+std::string actors_page(const Registry& registry, const ActorQuery& query) {
+  auto node = registry.node();
+  size_t total = 0;
+  auto actors = nlohmann::json::array();
+  for (const auto& a : registry.list(query, &total)) actors.push_back(actor_json(a, node));
+  auto kinds = nlohmann::json::object();
+  for (const auto& [kind, count] : registry.count_by_kind()) kinds[kind] = count;
+  return nlohmann::json{{"actors", std::move(actors)}, {"total", total}, {"by_kind", {{node, std::move(kinds)}}}}.dump();
+}
+
+std::string actor_detail(const Registry& registry, uint64_t id) {
+  auto probe = registry.find(id);
+  if (!probe) return {};
+  auto info = probe->info();
+  auto out = actor_json(info, registry.node());
+  out["busy_percent_since_start"] =
+      std::round(info.busy_ms / double(std::max<int64_t>(1, now_ms() - info.started_ms)) * 10000) / 100;
+  if (info.parent) out["parent_actor"] = brief(registry, info.parent);
+  out["inspectable"] = info.inspectable;
+  return out.dump();
+}
+
+std::string kill_actor(const Registry& registry, uint64_t id, std::string* why) {
+  auto probe = registry.find(id);
+  auto node = registry.node();
+  if (!probe) {
+    *why = "not_found|no live actor " + std::to_string(id) + " on node " + node;
+    return {};
+  }
+  auto info = probe->info();
+  if (info.parent == 0) {
+    *why = "conflict|actor " + std::to_string(id) + " (" + info.kind +
+           ") has no supervisor or owner to restart it; killing it would stop that part of the node for good";
+    return {};
+  }
+  auto parent = brief(registry, info.parent);
+  caf::anon_send_exit(probe->address(), caf::exit_reason::kill);
+  spdlog::warn("introspection: actor {} ({} {}) killed on request", id, info.kind, info.name);
+  std::string owner = parent.is_null() ? std::string("owner") : parent["kind"].get<std::string>();
+  return nlohmann::json{{"id", id},
+                        {"node", node},
+                        {"kind", info.kind},
+                        {"name", info.name},
+                        {"killed", true},
+                        {"parent", parent},
+                        {"message", "sent the kill signal; its " + owner +
+                                        " restarts it (see GET /api/supervisors and the new actor in GET /api/actors)"}}
+      .dump();
 }
 
 }  // namespace hub::runtime::introspection

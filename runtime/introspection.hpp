@@ -153,4 +153,14 @@ class Registry {
   std::string node_;
 };
 
+// What /api/actors shows, as JSON text: the same views for this node's own actors (the
+// gateway) and for a peer that asks through the cluster connection (the node manager).
+// {"actors": [...], "total": N, "by_kind": {"<node>": {"<kind>": n}}}
+std::string actors_page(const Registry& registry, const ActorQuery& query);
+// One actor with its parent (no summary: the caller asks the actor for it); "" when gone.
+std::string actor_detail(const Registry& registry, uint64_t id);
+// Kills an actor that has a supervisor or owner to restart it. Returns the JSON of what was
+// killed, or an empty string with *why set: "not_found|..." or "conflict|...".
+std::string kill_actor(const Registry& registry, uint64_t id, std::string* why);
+
 }  // namespace hub::runtime::introspection

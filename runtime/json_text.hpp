@@ -50,4 +50,25 @@ class JsonText {
   std::string out_;
 };
 
+// How deeply arrays and objects nest in JSON text (strings skipped), counted up to `stop_at`:
+// a cheap guard before a recursive consumer (nlohmann's dump, its tree) sees untrusted text.
+inline int json_nesting_depth(std::string_view text, int stop_at) {
+  int depth = 0, deepest = 0;
+  bool in_string = false, escaped = false;
+  for (char c : text) {
+    if (in_string) {
+      if (escaped) escaped = false;
+      else if (c == '\\') escaped = true;
+      else if (c == '"') in_string = false;
+    } else if (c == '"') {
+      in_string = true;
+    } else if (c == '[' || c == '{') {
+      if (++depth > deepest && (deepest = depth) >= stop_at) return deepest;
+    } else if (c == ']' || c == '}') {
+      --depth;
+    }
+  }
+  return deepest;
+}
+
 }  // namespace hub::runtime

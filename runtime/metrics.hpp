@@ -123,5 +123,6 @@ inline constexpr const char* supervisor_restarts = "ai_orchestrator_supervisor_r
 inline constexpr const char* cluster_members = "ai_orchestrator_cluster_members";
 inline constexpr const char* cluster_heartbeat_age = "ai_orchestrator_cluster_heartbeat_age_seconds";
 inline constexpr const char* cluster_downed = "ai_orchestrator_cluster_members_downed_total";
+inline constexpr const char* cluster_refused = "ai_orchestrator_cluster_refused_messages_total";
 inline constexpr const char* scheduler_last_tick = "ai_orchestrator_scheduler_last_tick_seconds";
 }  // namespace hub::runtime::metrics::names

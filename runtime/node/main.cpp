@@ -36,6 +36,11 @@
 #include <mutex>
 #include <thread>
 #include <unistd.h>
+#include <cstring>
+#include <set>
+#include <sys/prctl.h>
+
+extern char** environ;
 
 namespace fs = std::filesystem;
 using namespace hub;
@@ -208,9 +213,35 @@ void wait_for_signals(Shutdown* shutdown) {
   }
 }
 
+// What a command started by an exec agent (the node's user) could read of the node: the
+// node is made non-dumpable (its /proc files, memory included, become root's), and the
+// secrets it took from the environment are blanked in /proc/<pid>/environ, which shows the
+// environment block the process started with. The configuration keeps its own copies.
+void hide_secrets_from_children() {
+  prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+  static const std::set<std::string> secret_vars{"JWT_SECRET", "API_KEY", "CLUSTER_SECRET", "HIVE_SECURITY__JWT_SECRET",
+                                                 "HIVE_SECURITY__API_KEYS", "HIVE_CLUSTER__SECRET", "PGPASSWORD"};
+  for (char** e = environ; e && *e; ++e) {
+    char* eq = std::strchr(*e, '=');
+    if (!eq) continue;
+    std::string name(*e, size_t(eq - *e));
+    char* value = eq + 1;
+    if (secret_vars.count(name)) {
+      std::memset(value, '*', std::strlen(value));
+    } else if (name == "DATABASE_URL" || name == "HIVE_DATABASE__URL") {
+      // postgresql://user:PASSWORD@host/db: the password only
+      char* scheme = std::strstr(value, "://");
+      char* at = scheme ? std::strchr(scheme + 3, '@') : nullptr;
+      char* colon = scheme ? std::strchr(scheme + 3, ':') : nullptr;
+      if (at && colon && colon < at) std::memset(colon + 1, '*', size_t(at - colon - 1));
+    }
+  }
+}
+
 int run_node(const config::LoadResult& loaded) {
   const auto& cfg = loaded.config;
   auto started_ms = runtime::now_ms();
+  hide_secrets_from_children();
   if (auto err = runtime::setup_logging({cfg.logging.level, cfg.logging.format, cfg.logging.file}); !err.empty()) {
     std::cerr << "ai-orchestrator-hub: " << err << "\n";
     return 1;
@@ -255,10 +286,11 @@ int run_node(const config::LoadResult& loaded) {
     return 1;
   }
   auto& store = *opened.store;
-  spdlog::info("store: {} at {}", store.backend(), cfg.database.url);
+  spdlog::info("store: {} at {}", store.backend(), runtime::redact_url(cfg.database.url));
 
   if (cfg.cluster.enabled) store.set_node(name);
-  runtime::HubActorConfig actor_config(cfg.scheduler_threads(), cfg.performance.scheduler_policy, cfg.cluster.enabled);
+  runtime::HubActorConfig actor_config(cfg.scheduler_threads(), cfg.performance.scheduler_policy, cfg.cluster.enabled,
+                                       {cfg.cluster.tls_cert, cfg.cluster.tls_key, cfg.cluster.tls_ca});
   caf::actor_system system{actor_config};
   runtime::introspection::Registry::of(system).set_node(name);
   auto* gw = &gateway;
@@ -342,6 +374,8 @@ int run_node(const config::LoadResult& loaded) {
                                                      : cfg.server.host) +
                       ":" + std::to_string(cfg.server.port);
     co.seeds = cfg.cluster.seeds;
+    co.secret = cfg.cluster.secret;
+    co.tls = !cfg.cluster.tls_cert.empty();
     co.heartbeat_ms = cfg.cluster.heartbeat_interval_ms;
     co.failure_ms = cfg.cluster.failure_timeout_ms;
     co.down_after_ms = cfg.cluster.down_after_ms;
@@ -365,7 +399,10 @@ int run_node(const config::LoadResult& loaded) {
       std::quick_exit(1);
     }
     cluster = started.manager;
-    spdlog::info("cluster: node {} listening on {}:{}; seeds: {}", name, cfg.cluster.host, cfg.cluster.port,
+    if (cfg.cluster.secret.empty())
+      spdlog::warn("cluster: no [cluster] secret: any process on this host can join (allowed on loopback outside production only)");
+    spdlog::info("cluster: node {} listening on {}:{} ({}); seeds: {}", name, cfg.cluster.host, cfg.cluster.port,
+                 co.tls ? "mutual TLS" : "plain TCP",
                  cfg.cluster.seeds.empty() ? std::string("(none: first node)") : [&] {
                    std::string s;
                    for (const auto& seed : cfg.cluster.seeds) s += (s.empty() ? "" : ", ") + seed;

@@ -61,6 +61,15 @@ CREATE TABLE models (
     R"sql(
 ALTER TABLE tasks ADD COLUMN inferred JSONB;
 )sql",
+    // 6: sessions (a login and its refreshes) and revoked access tokens, shared by the nodes.
+    R"sql(
+ALTER TABLE refresh_tokens ADD COLUMN session TEXT NOT NULL DEFAULT '';
+ALTER TABLE refresh_tokens ADD COLUMN revoked BOOLEAN NOT NULL DEFAULT false;
+CREATE INDEX idx_refresh_tokens_session ON refresh_tokens(session);
+CREATE TABLE revocations (kind TEXT NOT NULL, subject TEXT NOT NULL, at BIGINT NOT NULL, expires_at BIGINT NOT NULL,
+  PRIMARY KEY (kind, subject));
+CREATE INDEX idx_revocations_at ON revocations(at);
+)sql",
 };
 
 // Epoch milliseconds of a timestamptz column, for SELECT lists.
@@ -653,41 +662,64 @@ std::optional<UserRecord> PgStore::user(const std::string& username) {
   return UserRecord{r.text(0, 0), r.text(0, 1), r.text(0, 2), r.integer(0, 3)};
 }
 
-std::optional<StoreError> PgStore::put_refresh_token(const std::string& hash, const std::string& username, int64_t expires_at) {
+std::optional<StoreError> PgStore::put_refresh_token(const std::string& hash, const std::string& username,
+                                                  const std::string& session, int64_t expires_at) {
   std::lock_guard<std::mutex> lock(impl_->auth_mutex);
   if (auto why = impl_->auth->ensure(); !why.empty()) return StoreError{"unavailable", why};
-  auto r = impl_->auth->exec("INSERT INTO refresh_tokens(token_hash, username, expires_at) VALUES ($1, $2, $3)",
-                             Params().add(hash).add(username).add(std::to_string(expires_at)));
+  auto r = impl_->auth->exec("INSERT INTO refresh_tokens(token_hash, username, session, expires_at) VALUES ($1, $2, $3, $4)",
+                             Params().add(hash).add(username).add(session).add(std::to_string(expires_at)));
   if (!r.ok()) return StoreError{"io", impl_->auth->error()};
   return std::nullopt;
 }
 
-std::optional<std::string> PgStore::consume_refresh_token(const std::string& hash, int64_t now, bool& replayed) {
-  replayed = false;
+RefreshUse PgStore::consume_refresh_token(const std::string& hash, int64_t now) {
   std::lock_guard<std::mutex> lock(impl_->auth_mutex);
   auto& c = *impl_->auth;
   if (auto why = c.ensure(); !why.empty()) throw StoreUnavailable("PostgreSQL: " + why);
   // One statement marks the token used and tells whether it already was.
   auto r = c.exec("UPDATE refresh_tokens t SET used = true FROM (SELECT token_hash, used AS was_used FROM refresh_tokens "
-                  "WHERE token_hash = $1 FOR UPDATE) old WHERE t.token_hash = old.token_hash RETURNING t.username, "
-                  "old.was_used, t.expires_at",
+                  "WHERE token_hash = $1 AND NOT revoked FOR UPDATE) old WHERE t.token_hash = old.token_hash RETURNING t.username, "
+                  "old.was_used, t.expires_at, t.session",
                   Params().add(hash));
   if (!r.ok()) throw StoreUnavailable("PostgreSQL: " + c.error());
-  if (r.rows() == 0) return std::nullopt;
-  auto username = r.text(0, 0);
+  RefreshUse use;
+  if (r.rows() == 0) return use;
+  use.username = r.text(0, 0);
+  use.session = r.text(0, 3);
   if (r.text(0, 1) == "t") {
-    replayed = true;
-    c.exec("UPDATE refresh_tokens SET used = true WHERE username = $1", Params().add(username));
-    return std::nullopt;
+    use.outcome = RefreshUse::Outcome::replayed;
+    c.exec("UPDATE refresh_tokens SET used = true WHERE username = $1", Params().add(use.username));
+    return use;
   }
-  if (r.integer(0, 2) < now) return std::nullopt;
-  return username;
+  use.outcome = r.integer(0, 2) < now ? RefreshUse::Outcome::expired : RefreshUse::Outcome::valid;
+  return use;
+}
+
+std::optional<StoreError> PgStore::put_revocation(const Revocation& rv) {
+  std::lock_guard<std::mutex> lock(impl_->auth_mutex);
+  auto& c = *impl_->auth;
+  if (auto why = c.ensure(); !why.empty()) return StoreError{"unavailable", why};
+  auto r = c.exec("INSERT INTO revocations(kind, subject, at, expires_at) VALUES ($1, $2, $3, $4) ON CONFLICT (kind, subject) "
+                  "DO UPDATE SET at = excluded.at, expires_at = excluded.expires_at",
+                  Params().add(rv.kind).add(rv.subject).add(std::to_string(rv.at_ms)).add(std::to_string(rv.expires_at_ms)));
+  if (!r.ok()) return StoreError{"io", c.error()};
+  if (rv.kind == "session") c.exec("UPDATE refresh_tokens SET revoked = true WHERE session = $1", Params().add(rv.subject));
+  c.exec("DELETE FROM revocations WHERE expires_at < $1", Params().add(std::to_string(rv.at_ms)));
+  return std::nullopt;
+}
+
+std::vector<Revocation> PgStore::revocations_since(int64_t at_ms) {
+  auto r = impl_->query("SELECT kind, subject, at, expires_at FROM revocations WHERE at >= $1 ORDER BY at",
+                        Params().add(std::to_string(at_ms)));
+  std::vector<Revocation> out;
+  for (int i = 0; i < r.rows(); ++i) out.push_back({r.text(i, 0), r.text(i, 1), r.integer(i, 2), r.integer(i, 3)});
+  return out;
 }
 
 void PgStore::revoke_refresh_token(const std::string& hash) {
   std::lock_guard<std::mutex> lock(impl_->auth_mutex);
   if (!impl_->auth->ensure().empty()) return;
-  impl_->auth->exec("UPDATE refresh_tokens SET used = true WHERE token_hash = $1", Params().add(hash));
+  impl_->auth->exec("UPDATE refresh_tokens SET revoked = true WHERE token_hash = $1", Params().add(hash));
 }
 
 std::vector<AuditEntry> PgStore::audit_log(int limit, int offset, int64_t& total) {

@@ -36,8 +36,10 @@ class PgStore final : public Store {
   std::optional<StoreError> put_user(const UserRecord& user) override;
   std::optional<UserRecord> user(const std::string& username) override;
   std::optional<StoreError> put_refresh_token(const std::string& token_hash, const std::string& username,
-                                              int64_t expires_at) override;
-  std::optional<std::string> consume_refresh_token(const std::string& token_hash, int64_t now, bool& replayed) override;
+                                              const std::string& session, int64_t expires_at) override;
+  RefreshUse consume_refresh_token(const std::string& token_hash, int64_t now) override;
+  std::optional<StoreError> put_revocation(const Revocation& revocation) override;
+  std::vector<Revocation> revocations_since(int64_t at_ms) override;
   void revoke_refresh_token(const std::string& token_hash) override;
   std::vector<AuditEntry> audit_log(int limit, int offset, int64_t& total) override;
   std::optional<StoreError> put_model(const ModelRecord& model) override;

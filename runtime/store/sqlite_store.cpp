@@ -1,5 +1,9 @@
 #include "runtime/store/sqlite_store.hpp"
 
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include "runtime/clock.hpp"
 #include "runtime/store/json_columns.hpp"
 
@@ -123,6 +127,20 @@ ALTER TABLE tasks ADD COLUMN inferred TEXT;
 DROP INDEX idx_tasks_lease;
 CREATE INDEX idx_tasks_lease ON tasks(lease_expires_at) WHERE lease_expires_at IS NOT NULL;
 )sql",
+    // 7: sessions (a login and its refreshes) and revoked access tokens, shared by the nodes.
+    R"sql(
+ALTER TABLE refresh_tokens ADD COLUMN session TEXT NOT NULL DEFAULT '';
+ALTER TABLE refresh_tokens ADD COLUMN revoked INTEGER NOT NULL DEFAULT 0;
+CREATE INDEX idx_refresh_tokens_session ON refresh_tokens(session);
+CREATE TABLE revocations (
+  kind TEXT NOT NULL,
+  subject TEXT NOT NULL,
+  at INTEGER NOT NULL,
+  expires_at INTEGER NOT NULL,
+  PRIMARY KEY (kind, subject)
+);
+CREATE INDEX idx_revocations_at ON revocations(at);
+)sql",
 };
 
 class Db {
@@ -208,7 +226,23 @@ TaskRecord read_task(sqlite3_stmt* s) {
   return t;
 }
 
+// The database holds password and token hashes: readable by the node's user only. A new
+// file is created 0600 (SQLite gives its -wal and -shm the database file's mode); an existing
+// one that others could read is tightened.
+void make_private(const std::string& path, bool create) {
+  if (path.empty() || path == ":memory:") return;
+  if (create) {
+    int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (fd >= 0) ::close(fd);
+  }
+  for (const auto& file : {path, path + "-wal", path + "-shm"}) {
+    struct stat st {};
+    if (::stat(file.c_str(), &st) == 0 && (st.st_mode & 077) != 0) ::chmod(file.c_str(), st.st_mode & 0700);
+  }
+}
+
 std::unique_ptr<Db> open_db(const std::string& path, int flags, int busy_timeout_ms, std::string& error) {
+  if (flags & SQLITE_OPEN_CREATE) make_private(path, true);
   sqlite3* raw = nullptr;
   int rc = sqlite3_open_v2(path.c_str(), &raw, flags | SQLITE_OPEN_NOMUTEX, nullptr);
   auto db = std::make_unique<Db>(raw);
@@ -676,51 +710,86 @@ std::optional<UserRecord> SqliteStore::user(const std::string& username) {
   return UserRecord{column_text(s.get(), 0), column_text(s.get(), 1), column_text(s.get(), 2), column_time(s.get(), 3)};
 }
 
-std::optional<StoreError> SqliteStore::put_refresh_token(const std::string& hash, const std::string& username, int64_t expires_at) {
+std::optional<StoreError> SqliteStore::put_refresh_token(const std::string& hash, const std::string& username,
+                                                      const std::string& session, int64_t expires_at) {
   return with_auth_db(impl_->auth_mutex, impl_->auth_db, impl_->path, impl_->busy_timeout_ms,
                       [&](sqlite3* db) -> std::optional<StoreError> {
-                        Stmt s(db, "INSERT INTO refresh_tokens(token_hash, username, expires_at) VALUES (?1, ?2, ?3)");
+                        Stmt s(db, "INSERT INTO refresh_tokens(token_hash, username, session, expires_at) VALUES (?1, ?2, ?3, ?4)");
                         s.text(1, hash);
                         s.text(2, username);
-                        s.integer(3, expires_at);
+                        s.text(3, session);
+                        s.integer(4, expires_at);
                         if (sqlite3_step(s.get()) != SQLITE_DONE) return StoreError{"io", sqlite3_errmsg(db)};
                         return std::nullopt;
                       });
 }
 
-std::optional<std::string> SqliteStore::consume_refresh_token(const std::string& hash, int64_t now, bool& replayed) {
-  replayed = false;
+RefreshUse SqliteStore::consume_refresh_token(const std::string& hash, int64_t now) {
+  return with_auth_db(impl_->auth_mutex, impl_->auth_db, impl_->path, impl_->busy_timeout_ms, [&](sqlite3* db) {
+    RefreshUse use;
+    int64_t expires = 0, used = 0;
+    {
+      Stmt s(db, "SELECT username, session, expires_at, used, revoked FROM refresh_tokens WHERE token_hash = ?1");
+      s.text(1, hash);
+      if (sqlite3_step(s.get()) != SQLITE_ROW) return use;
+      use.username = column_text(s.get(), 0);
+      use.session = column_text(s.get(), 1);
+      expires = sqlite3_column_int64(s.get(), 2);
+      used = sqlite3_column_int64(s.get(), 3);
+      if (sqlite3_column_int64(s.get(), 4)) return use;  // logged out: simply not valid
+    }
+    if (used) {
+      // A used token came back: someone holds a copy. Revoke the user's sessions.
+      use.outcome = RefreshUse::Outcome::replayed;
+      Stmt s(db, "UPDATE refresh_tokens SET used = 1 WHERE username = ?1");
+      s.text(1, use.username);
+      sqlite3_step(s.get());
+      return use;
+    }
+    Stmt s(db, "UPDATE refresh_tokens SET used = 1 WHERE token_hash = ?1 AND used = 0");
+    s.text(1, hash);
+    if (sqlite3_step(s.get()) != SQLITE_DONE || sqlite3_changes(db) != 1) return use;
+    use.outcome = expires < now ? RefreshUse::Outcome::expired : RefreshUse::Outcome::valid;
+    return use;
+  });
+}
+
+std::optional<StoreError> SqliteStore::put_revocation(const Revocation& r) {
   return with_auth_db(impl_->auth_mutex, impl_->auth_db, impl_->path, impl_->busy_timeout_ms,
-                      [&](sqlite3* db) -> std::optional<std::string> {
-                        std::string username;
-                        int64_t expires = 0, used = 0;
-                        {
-                          Stmt s(db, "SELECT username, expires_at, used FROM refresh_tokens WHERE token_hash = ?1");
-                          s.text(1, hash);
-                          if (sqlite3_step(s.get()) != SQLITE_ROW) return std::nullopt;
-                          username = column_text(s.get(), 0);
-                          expires = sqlite3_column_int64(s.get(), 1);
-                          used = sqlite3_column_int64(s.get(), 2);
+                      [&](sqlite3* db) -> std::optional<StoreError> {
+                        Stmt s(db, "INSERT INTO revocations(kind, subject, at, expires_at) VALUES (?1, ?2, ?3, ?4) "
+                                   "ON CONFLICT(kind, subject) DO UPDATE SET at = excluded.at, expires_at = excluded.expires_at");
+                        s.text(1, r.kind);
+                        s.text(2, r.subject);
+                        s.integer(3, r.at_ms);
+                        s.integer(4, r.expires_at_ms);
+                        if (sqlite3_step(s.get()) != SQLITE_DONE) return StoreError{"io", sqlite3_errmsg(db)};
+                        if (r.kind == "session") {
+                          Stmt t(db, "UPDATE refresh_tokens SET revoked = 1 WHERE session = ?1");
+                          t.text(1, r.subject);
+                          sqlite3_step(t.get());
                         }
-                        if (used) {
-                          // A used token came back: someone holds a copy. Revoke the user's sessions.
-                          replayed = true;
-                          Stmt s(db, "UPDATE refresh_tokens SET used = 1 WHERE username = ?1");
-                          s.text(1, username);
-                          sqlite3_step(s.get());
-                          return std::nullopt;
-                        }
-                        Stmt s(db, "UPDATE refresh_tokens SET used = 1 WHERE token_hash = ?1 AND used = 0");
-                        s.text(1, hash);
-                        if (sqlite3_step(s.get()) != SQLITE_DONE || sqlite3_changes(db) != 1) return std::nullopt;
-                        if (expires < now) return std::nullopt;
-                        return username;
+                        Stmt old(db, "DELETE FROM revocations WHERE expires_at < ?1");
+                        old.integer(1, r.at_ms);
+                        sqlite3_step(old.get());
+                        return std::nullopt;
                       });
+}
+
+std::vector<Revocation> SqliteStore::revocations_since(int64_t at_ms) {
+  auto db = impl_->reader();
+  Stmt s(db.get(), "SELECT kind, subject, at, expires_at FROM revocations WHERE at >= ?1 ORDER BY at");
+  s.integer(1, at_ms);
+  std::vector<Revocation> out;
+  while (sqlite3_step(s.get()) == SQLITE_ROW)
+    out.push_back({column_text(s.get(), 0), column_text(s.get(), 1), sqlite3_column_int64(s.get(), 2),
+                   sqlite3_column_int64(s.get(), 3)});
+  return out;
 }
 
 void SqliteStore::revoke_refresh_token(const std::string& hash) {
   with_auth_db(impl_->auth_mutex, impl_->auth_db, impl_->path, impl_->busy_timeout_ms, [&](sqlite3* db) {
-    Stmt s(db, "UPDATE refresh_tokens SET used = 1 WHERE token_hash = ?1");
+    Stmt s(db, "UPDATE refresh_tokens SET revoked = 1 WHERE token_hash = ?1");
     s.text(1, hash);
     sqlite3_step(s.get());
     return 0;

@@ -74,6 +74,15 @@ void coalesce(WriteBatch& batch) {
   batch.task_updates = std::move(kept);
 }
 
+std::string redact_url(const std::string& url) {
+  auto scheme = url.find("://");
+  if (scheme == std::string::npos) return url;
+  auto at = url.find('@', scheme + 3);
+  auto colon = url.find(':', scheme + 3);
+  if (at == std::string::npos || colon == std::string::npos || colon > at) return url;
+  return url.substr(0, colon + 1) + "****" + url.substr(at);
+}
+
 std::string sqlite_path(const std::string& url) {
   const std::string scheme = "sqlite://";
   return url.rfind(scheme, 0) == 0 ? url.substr(scheme.size()) : std::string();

@@ -96,12 +96,18 @@ class Store {
   // Users and sessions: small, synchronous, safe from any thread.
   virtual std::optional<StoreError> put_user(const UserRecord& user) = 0;
   virtual std::optional<UserRecord> user(const std::string& username) = 0;
+  // Refresh tokens belong to a session (one login and its refreshes).
   virtual std::optional<StoreError> put_refresh_token(const std::string& token_hash, const std::string& username,
-                                                      int64_t expires_at) = 0;
-  // Uses a refresh token up: its user when it was valid and unused; `replayed` tells a
-  // token that had been used before (then every token of that user is revoked).
-  virtual std::optional<std::string> consume_refresh_token(const std::string& token_hash, int64_t now, bool& replayed) = 0;
+                                                      const std::string& session, int64_t expires_at) = 0;
+  // Uses a refresh token up. A token that had been used before comes back as `replayed`
+  // (someone holds a copy): every refresh token of its user is revoked then.
+  virtual RefreshUse consume_refresh_token(const std::string& token_hash, int64_t now) = 0;
   virtual void revoke_refresh_token(const std::string& token_hash) = 0;
+  // Access tokens are revoked through their session or their user (every token issued before
+  // `at`); what is revoked is kept until `expires_at` and shared by every node on the database.
+  // A revoked session's unused refresh tokens are revoked with it.
+  virtual std::optional<StoreError> put_revocation(const Revocation& revocation) = 0;
+  virtual std::vector<Revocation> revocations_since(int64_t at_ms) = 0;
 
   virtual std::vector<AuditEntry> audit_log(int limit, int offset, int64_t& total) = 0;
 
@@ -138,6 +144,9 @@ OpenResult open_store(const StoreOptions& options);
 // For `--check`: can the database the URL names be reached? Never creates or changes
 // anything. Returns "" and fills `detail` when reachable, else the reason.
 std::string probe_database(const std::string& url, int timeout_seconds, std::string& detail);
+
+// The URL with its password replaced by "****", for logs and reports.
+std::string redact_url(const std::string& url);
 
 // The file path of a sqlite:// URL ("" for other schemes).
 std::string sqlite_path(const std::string& url);

@@ -111,14 +111,14 @@ BOOST_AUTO_TEST_CASE(executor_allow_lists_and_supervision_are_read_from_nested_s
   BOOST_TEST(r.config.agents.http_allowed_hosts.at(0) == "127.0.0.1:8000");
   BOOST_TEST(r.config.supervision.strategy == "rest_for_one");
   BOOST_TEST(r.config.supervision.max_restarts == 3);
-  auto bad = load_text("[agents.exec]\nallowed_commands = [\"python3\"]\n[supervision]\nstrategy = \"all_for_one\"\n");
-  BOOST_TEST(bad.problems.size() == 2u);
+  auto bad = load_text("[agents.exec]\nallowed_commands = [\"python3\"]\nallowed_cwd = [\"tmp\"]\n[supervision]\nstrategy = \"all_for_one\"\n");
+  BOOST_TEST(bad.problems.size() == 3u);
   BOOST_TEST(bad.problems[0].find("absolute") != std::string::npos);
 }
 
 BOOST_AUTO_TEST_CASE(cluster_keys_seeds_and_timing_rules) {
   auto r = load_text("[cluster]\nenabled = true\nnode_name = \"n1\"\nport = 4101\nseeds = [\"10.0.0.5:4001\"]\n",
-                     {{"HIVE_CLUSTER__SEEDS", "a:4001, b:4002"}});
+                     {{"HIVE_CLUSTER__SEEDS", "a:4001, b:4002"}, {"CLUSTER_SECRET", "cluster-secret-0123456789"}});
   BOOST_TEST(r.ok());
   BOOST_TEST(r.config.cluster.enabled);
   BOOST_TEST(r.config.cluster.node_name == "n1");
@@ -159,7 +159,36 @@ BOOST_AUTO_TEST_CASE(production_refuses_placeholder_short_and_missing_secrets) {
   BOOST_TEST(mentions(load_text("", {{"HIVE_ENV", "production"}, {"JWT_SECRET", "short"}}), "too short"));
   BOOST_TEST(mentions(load_text("", {{"HIVE_ENV", "production"}}), "required in production"));
   BOOST_TEST(load_text("", {{"HIVE_ENV", "production"}, {"JWT_SECRET", std::string(40, 'k')}}).ok());
-  BOOST_TEST(load_text("", {{"JWT_SECRET", "your-256-bit-secret-here"}}).ok());  // fine outside production
+  // Short or placeholder secrets let anyone forge tokens: refused in every environment.
+  BOOST_TEST(mentions(load_text("", {{"JWT_SECRET", "your-256-bit-secret-here"}}), "placeholder"));
+  BOOST_TEST(mentions(load_text("", {{"JWT_SECRET", "x"}}), "too short"));
+  BOOST_TEST(load_text("", {{"JWT_SECRET", std::string(32, 'k')}}).ok());
+}
+
+BOOST_AUTO_TEST_CASE(secrets_never_appear_in_problems) {
+  auto r = load_text("", {{"API_KEY", "short7"}});
+  BOOST_REQUIRE(!r.ok());
+  for (const auto& p : r.problems) BOOST_TEST(p.find("short7") == std::string::npos);
+  BOOST_TEST(mentions(r, "(hidden)"));
+  auto jwt = load_text("[security]\njwt_secret = 42\n");
+  for (const auto& p : jwt.problems) BOOST_TEST(p.find("42") == std::string::npos);
+}
+
+BOOST_AUTO_TEST_CASE(a_cluster_proves_membership_with_a_secret_and_optional_mutual_tls) {
+  // Beyond loopback (the default 0.0.0.0) or in production a cluster needs its secret.
+  BOOST_TEST(mentions(load_text("[cluster]\nenabled = true\n"), "[cluster] secret"));
+  BOOST_TEST(mentions(load_text("[cluster]\nenabled = true\nhost = \"127.0.0.1\"\n", {{"HIVE_ENV", "production"}, {"JWT_SECRET", std::string(40, 'k')}}),
+                      "[cluster] secret"));
+  BOOST_TEST(load_text("[cluster]\nenabled = true\nhost = \"127.0.0.1\"\n").ok());  // a laptop's loopback cluster
+  auto with_secret = load_text("[cluster]\nenabled = true\n", {{"CLUSTER_SECRET", "cluster-secret-0123456789"}});
+  BOOST_TEST(with_secret.ok());
+  BOOST_TEST(with_secret.config.cluster.secret == "cluster-secret-0123456789");
+  bool warns = false;
+  for (const auto& w : with_secret.warnings) warns |= w.find("tls_cert") != std::string::npos;
+  BOOST_TEST(warns);  // plain TCP beyond loopback: said
+  BOOST_TEST(mentions(load_text("[cluster]\nenabled = true\nsecret = \"short\"\n"), "too short"));
+  BOOST_TEST(mentions(load_text("[cluster]\nenabled = true\nhost = \"127.0.0.1\"\ntls_cert = \"/nonexistent.pem\"\n"),
+                      "set all three"));
 }
 
 BOOST_AUTO_TEST_CASE(layering_order_is_defaults_env_file_config_file_environment) {

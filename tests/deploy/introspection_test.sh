@@ -14,7 +14,7 @@ bad() { echo "  FAIL  $1${2:+ — $2}"; failed=$((failed + 1)); }
 check() { local what=$1; shift; if "$@" >/dev/null 2>&1; then ok "$what"; else bad "$what"; fi; }
 while :; do p=$(( (RANDOM % 12000) + 20000 )); (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null || break; done
 u="http://127.0.0.1:$p"
-( cd "$t" && exec env HIVE_SERVER__HOST=127.0.0.1 HIVE_SERVER__PORT="$p" DATABASE_URL="sqlite://$t/hive.db" "$bin" >"$t/node.log" 2>&1 ) & pid=$!
+( cd "$t" && exec env HIVE_SERVER__HOST=127.0.0.1 HIVE_SERVER__PORT="$p" HIVE_SERVER__MAX_STREAMS=4 HIVE_SERVER__MAX_STREAMS_PER_CLIENT=3 DATABASE_URL="sqlite://$t/hive.db" "$bin" >"$t/node.log" 2>&1 ) & pid=$!
 for _ in $(seq 1 200); do curl -fs -o /dev/null "$u/readyz" && break; sleep 0.05; done
 node=$(curl -s "$u/health" | jq -r .data.node)
 submit() { curl -s -XPOST -H 'Content-Type: application/json' -d "{\"description\":\"t\",\"type\":\"${1:-echo}\",\"payload\":${2:-null}}" "$u/api/tasks" | jq -r .data.id; }
@@ -93,11 +93,20 @@ curl -sN -H "Last-Event-ID: $first" "$u/api/events?seconds=1" >"$t/resumed.txt"
 check "Last-Event-ID resumes right after that event" bash -c "[ \"\$(grep '^id: ' '$t/resumed.txt' | head -1 | cut -d' ' -f2)\" = '$second' ]"
 check "types filters" bash -c "! grep -q '^event: agent' '$t/events.txt'"
 check "a bad type is refused naming the field" bash -c "curl -s '$u/api/events?types=nope' | jq -e '.error.field == \"types\"'"
+# Streams have a budget of their own ([server] max_streams = 4 here), and one client (here:
+# one address, the API being open) gets at most max_streams_per_client = 3 of it.
 streams=()
-for i in 1 2 3 4; do curl -sN "$u/api/events?seconds=3" >/dev/null & streams+=($!); done
-sleep 0.5
-check "streams beyond one per worker get a 503" bash -c "curl -s -o /dev/null -w '%{http_code}' '$u/api/events?seconds=1' | grep -q 503"
-check "plain requests still answer while streams are open" bash -c "curl -s -o /dev/null -w '%{http_code}' '$u/api/hive/status' | grep -q 200"
+for i in 1 2 3; do curl -sN "$u/api/events?seconds=8" >/dev/null & streams+=($!); done
+code_of() { curl -s -o /dev/null -w '%{http_code}' --max-time 0.3 "$@"; }
+for i in $(seq 50); do [ "$(code_of "$u/api/events?seconds=1")" = 429 ] && break; sleep 0.1; done
+check "a fourth stream from one client gets 429 too_many_streams" \
+  bash -c "curl -s '$u/api/events?seconds=1' | jq -e '.error.code == \"too_many_streams\"'"
+curl -sN --interface 127.0.0.2 "$u/api/events?seconds=8" >/dev/null & streams+=($!)
+for i in $(seq 50); do [ "$(code_of --interface 127.0.0.3 "$u/api/events?seconds=1")" = 503 ] && break; sleep 0.1; done
+check "past max_streams on the node, another client's stream gets 503" \
+  bash -c "curl -s --interface 127.0.0.3 '$u/api/events?seconds=1' | jq -e '.error.code == \"too_many_streams\"'"
+check "plain requests still answer while every stream slot is taken" bash -c "curl -s -o /dev/null -w '%{http_code}' '$u/api/hive/status' | grep -q 200"
+check "and so does /health" bash -c "curl -s -o /dev/null -w '%{http_code}' --max-time 1 '$u/health' | grep -q '200\\|503'"
 wait "${streams[@]}"
 
 echo

@@ -84,7 +84,8 @@ BOOST_AUTO_TEST_CASE(specialist_alias_sets_specialization_and_capability) {
 
 BOOST_AUTO_TEST_CASE(executors_are_checked_against_the_allow_lists) {
   hub::actors::ExecutorPolicy none, allowed;
-  allowed.allowed_commands = {"/usr/bin/python3"};
+  allowed.allowed_commands = {"/usr/bin/python3 score.py", "/usr/bin/python3 /srv/models/*.py ...", "/bin/echo"};
+  allowed.allowed_cwd = {"/srv/models"};
   allowed.allowed_hosts = {"127.0.0.1:8000", "models.internal"};
   auto message_of = [](const json& body, const hub::actors::ExecutorPolicy& p) {
     auto r = agent_from_json(body, 4, p);
@@ -95,10 +96,34 @@ BOOST_AUTO_TEST_CASE(executors_are_checked_against_the_allow_lists) {
   BOOST_TEST(message_of(exec, none).find("exec executors are disabled") != std::string::npos);
   BOOST_TEST(message_of(exec, allowed) == "ok");
   exec["executor"]["command"][0] = "/bin/sh";
-  BOOST_TEST(message_of(exec, allowed).find("executor.command: \"/bin/sh\" is not in [agents.exec] allowed_commands") == 0);
-  exec["executor"] = {{"kind", "exec"}, {"command", {"/usr/bin/python3"}}, {"env", {{"BAD-NAME", "1"}}}};
+  BOOST_TEST(message_of(exec, allowed).find("executor.command: this command line is not allowed by [agents.exec] allowed_commands") == 0);
+  // Whole command lines: an allowed interpreter does not allow any code.
+  exec["executor"]["command"] = {"/usr/bin/python3", "-c", "print(open('/proc/1/environ').read())"};
+  BOOST_TEST(message_of(exec, allowed).rfind("executor.command", 0) == 0);
+  exec["executor"]["command"] = {"/usr/bin/python3", "/srv/models/rank.py", "--top", "5"};
+  BOOST_TEST(message_of(exec, allowed) == "ok");
+  exec["executor"]["command"] = {"/usr/bin/python3", "/tmp/rank.py"};
+  BOOST_TEST(message_of(exec, allowed).rfind("executor.command", 0) == 0);
+  exec["executor"]["command"] = {"/bin/echo", "extra"};
+  BOOST_TEST(message_of(exec, allowed).rfind("executor.command", 0) == 0);
+  exec["executor"] = {{"kind", "exec"}, {"command", {"/bin/echo"}}, {"env", {{"BAD-NAME", "1"}}}};
   BOOST_TEST(message_of(exec, allowed).rfind("executor.env", 0) == 0);
-  exec["executor"] = {{"kind", "exec"}, {"command", {"/usr/bin/python3"}}, {"timeout_ms", 0}};
+  for (const char* name : {"LD_PRELOAD", "PYTHONPATH", "PATH", "HOME", "NODE_OPTIONS", "BASH_ENV", "PERL5OPT"}) {
+    exec["executor"] = {{"kind", "exec"}, {"command", {"/bin/echo"}}, {"env", {{name, "x"}}}};
+    BOOST_TEST(message_of(exec, allowed).rfind(std::string("executor.env.") + name + ":", 0) == 0, name);
+  }
+  exec["executor"] = {{"kind", "exec"}, {"command", {"/bin/echo"}}, {"env", {{"MODEL", "small"}}}, {"cwd", "/srv/models/v2"}};
+  BOOST_TEST(message_of(exec, allowed) == "ok");
+  for (const char* cwd : {"/tmp", "/srv/models/../../etc", "/srv/modelsX"}) {
+    exec["executor"]["cwd"] = cwd;
+    BOOST_TEST(message_of(exec, allowed).rfind("executor.cwd", 0) == 0, cwd);
+  }
+  exec["executor"] = {{"kind", "exec"}, {"command", {"/bin/echo"}}, {"cwd", "/srv/models"}};
+  BOOST_TEST(message_of(exec, none).rfind("executor.command", 0) == 0);
+  hub::actors::ExecutorPolicy no_cwd = allowed;
+  no_cwd.allowed_cwd.clear();
+  BOOST_TEST(message_of(exec, no_cwd).find("allowed_cwd") != std::string::npos);
+  exec["executor"] = {{"kind", "exec"}, {"command", {"/bin/echo"}}, {"timeout_ms", 0}};
   BOOST_TEST(message_of(exec, allowed).rfind("executor.timeout_ms", 0) == 0);
   json http = {{"name", "a"}, {"type", "worker"}, {"executor", {{"kind", "http"}, {"url", "http://127.0.0.1:8000/v1/chat/completions"}}}};
   BOOST_TEST(message_of(http, none).find("http executors are disabled") != std::string::npos);
@@ -113,6 +138,55 @@ BOOST_AUTO_TEST_CASE(executors_are_checked_against_the_allow_lists) {
   BOOST_TEST(message_of(http, allowed).rfind("executor.method", 0) == 0);
   http["executor"] = {{"kind", "http"}, {"url", "http://127.0.0.1:8000/"}, {"retries", 3}};
   BOOST_TEST(message_of(http, allowed).rfind("executor.retries", 0) == 0);
+  // Headers reach another server verbatim: no CR/LF, no framing headers, valid names.
+  for (const json& headers : {json{{"X-A", "a\r\nX-Injected: 1"}}, json{{"X-A", "a\nb"}}, json{{"Bad Name", "1"}},
+                              json{{"Host", "evil.example"}}, json{{"content-length", "5"}}, json{{"Transfer-Encoding", "chunked"}}}) {
+    http["executor"] = {{"kind", "http"}, {"url", "http://127.0.0.1:8000/"}, {"headers", headers}};
+    BOOST_TEST(message_of(http, allowed).rfind("executor.headers", 0) == 0, headers.dump());
+  }
+  http["executor"] = {{"kind", "http"}, {"url", "http://127.0.0.1:8000/"}, {"headers", {{"Authorization", "Bearer x"}}}};
+  BOOST_TEST(message_of(http, allowed) == "ok");
+}
+
+BOOST_AUTO_TEST_CASE(executor_secrets_are_redacted_in_every_view) {
+  auto view = agent_view([] {
+    AgentRecord a;
+    a.executor_json = R"({"kind":"http","url":"http://127.0.0.1:8000/v1?api_key=k3y&mode=x","headers":{"Authorization":"Bearer s3cr3t"}})";
+    return a;
+  }());
+  auto text = view.dump();
+  BOOST_TEST(text.find("s3cr3t") == std::string::npos);
+  BOOST_TEST(text.find("k3y") == std::string::npos);
+  BOOST_TEST(view["executor"]["headers"]["Authorization"] == "[redacted]");
+  BOOST_TEST(view["executor"]["url"] == "http://127.0.0.1:8000/v1?api_key=[redacted]&mode=[redacted]");
+  AgentRecord e;
+  e.executor_json = R"({"kind":"exec","command":["/bin/echo"],"env":{"TOKEN":"s3cr3t-e"}})";
+  BOOST_TEST(agent_view(e)["executor"]["env"]["TOKEN"] == "[redacted]");
+  BOOST_TEST(agent_view(e)["executor"]["command"][0] == "/bin/echo");
+}
+
+BOOST_AUTO_TEST_CASE(deep_and_huge_json_is_a_clear_400) {
+  std::string deep = "{\"description\":\"d\",\"payload\":" + std::string(70000, '[') + std::string(70000, ']') + "}";
+  json out;
+  auto e = parse_json_text(deep, 64, out);
+  BOOST_REQUIRE(e);
+  BOOST_TEST(e->status == 400);
+  BOOST_TEST(e->code == "json_too_deep");
+  BOOST_TEST(e->field == "payload");
+  BOOST_TEST(e->message.find("64") != std::string::npos);
+  // The object and 63 arrays in it are 64 levels: the most allowed; one more is refused.
+  BOOST_TEST(!parse_json_text("{\"a\":" + std::string(63, '[') + std::string(63, ']') + "}", 64, out));
+  BOOST_TEST(parse_json_text("{\"a\":" + std::string(64, '[') + std::string(64, ']') + "}", 64, out).has_value());
+  // Brackets inside strings are text, not nesting.
+  BOOST_TEST(!parse_json_text("{\"a\":\"" + std::string(1000, '[') + "\\\"\"}", 64, out));
+  auto huge = parse_json_text(R"({"username":1e999,"password":"x"})", 64, out);
+  BOOST_REQUIRE(huge);
+  BOOST_TEST(huge->code == "number_out_of_range");
+  BOOST_TEST(huge->field == "username");
+  auto digits = parse_json_text("{\"description\":\"d\",\"priority\":" + std::string(5000, '9') + "}", 64, out);
+  BOOST_REQUIRE(digits);
+  BOOST_TEST(digits->status == 400);
+  BOOST_TEST(digits->field == "priority");
 }
 
 BOOST_AUTO_TEST_CASE(every_agent_field_is_validated) {

@@ -56,18 +56,46 @@ BOOST_AUTO_TEST_CASE(api_keys_and_tokens_authenticate_and_open_mode_is_explicit)
   auto open_cfg = config_with(10);
   Security open(open_cfg);
   BOOST_TEST(open.open());
-  BOOST_TEST(std::get<Principal>(open.authenticate("", "")).via == "open");
+  BOOST_TEST(std::get<Principal>(open.authenticate("", "", "10.0.0.1")).via == "open");
 
   auto cfg = config_with(10, {"key-0123456789"}, "secret-0123456789-0123456789-0123456789");
   Security secured(cfg);
   BOOST_TEST(!secured.open());
-  BOOST_TEST(std::get<ApiError>(secured.authenticate("", "")).status == 401);
-  BOOST_TEST(std::get<ApiError>(secured.authenticate("wrong-key-000", "")).status == 401);
-  BOOST_TEST(std::get<Principal>(secured.authenticate("key-0123456789", "")).role == "admin");
+  BOOST_TEST(std::get<ApiError>(secured.authenticate("", "", "10.0.0.1")).status == 401);
+  BOOST_TEST(std::get<ApiError>(secured.authenticate("wrong-key-000", "", "10.0.0.1")).status == 401);
+  BOOST_TEST(std::get<Principal>(secured.authenticate("key-0123456789", "", "10.0.0.1")).role == "admin");
   auto token = secured.issue_access_token("carol", "viewer", 60);
-  auto who = std::get<Principal>(secured.authenticate("", "Bearer " + token));
+  auto who = std::get<Principal>(secured.authenticate("", "Bearer " + token, "10.0.0.1"));
   BOOST_TEST(who.name == "carol");
   BOOST_TEST(who.role == "viewer");
-  BOOST_TEST(std::get<ApiError>(secured.authenticate("", "Bearer " + secured.issue_access_token("carol", "viewer", -5))).status == 401);
-  BOOST_TEST(std::get<ApiError>(secured.authenticate("", "Basic abc")).status == 401);
+  BOOST_TEST(std::get<ApiError>(secured.authenticate("", "Bearer " + secured.issue_access_token("carol", "viewer", -5), "10.0.0.1")).status == 401);
+  BOOST_TEST(std::get<ApiError>(secured.authenticate("", "Basic abc", "10.0.0.1")).status == 401);
+}
+
+BOOST_AUTO_TEST_CASE(failed_authentications_are_bounded_per_client_address) {
+  auto cfg = config_with(1000, {"key-0123456789"}, "secret-0123456789-0123456789-0123456789");
+  cfg.security.auth_failures_per_minute = 5;
+  Security s(cfg);
+  for (int i = 0; i < 5; ++i) BOOST_TEST(std::get<ApiError>(s.authenticate("wrong-key-000", "", "10.0.0.1")).status == 401);
+  // The sixth bad key, and even the right one, from that address: 429 until the minute passes.
+  BOOST_TEST(std::get<ApiError>(s.authenticate("wrong-key-000", "", "10.0.0.1")).status == 429);
+  BOOST_TEST(std::get<ApiError>(s.authenticate("key-0123456789", "", "10.0.0.1")).code == "rate_limited");
+  // Another address is not affected.
+  BOOST_TEST(std::get<Principal>(s.authenticate("key-0123456789", "", "10.0.0.2")).role == "admin");
+}
+
+BOOST_AUTO_TEST_CASE(tokens_carry_their_session_and_issue_time) {
+  auto cfg = config_with(1000, {}, "secret-0123456789-0123456789-0123456789");
+  Security s(cfg);
+  auto token = s.issue_access_token("dave", "operator", 60, "session-1");
+  auto who = std::get<Principal>(s.authenticate("", "Bearer " + token, "10.0.0.1"));
+  BOOST_TEST(who.session == "session-1");
+  BOOST_TEST(who.token_issued_ms > 0);
+  BOOST_TEST(s.still_valid(who));
+  s.logout(who, "");
+  BOOST_TEST(!s.still_valid(who));
+  BOOST_TEST(std::get<ApiError>(s.authenticate("", "Bearer " + token, "10.0.0.1")).status == 401);
+  // Another session of the same user is not affected.
+  auto other = s.issue_access_token("dave", "operator", 60, "session-2");
+  BOOST_TEST(std::get<Principal>(s.authenticate("", "Bearer " + other, "10.0.0.1")).name == "dave");
 }

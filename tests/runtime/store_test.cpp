@@ -60,7 +60,7 @@ BOOST_FIXTURE_TEST_CASE(migrations_create_the_guide_schema_and_reopen_cleanly, F
   sqlite3_finalize(s);
   sqlite3_prepare_v2(db, "SELECT MAX(version) FROM schema_migrations", -1, &s, nullptr);
   BOOST_TEST(sqlite3_step(s) == SQLITE_ROW);
-  BOOST_TEST(sqlite3_column_int(s, 0) == 6);
+  BOOST_TEST(sqlite3_column_int(s, 0) == 7);
   sqlite3_finalize(s);
   // The lease index holds tasks that have a lease, and says so without an IN list.
   sqlite3_prepare_v2(db, "SELECT sql FROM sqlite_master WHERE name = 'idx_tasks_lease'", -1, &s, nullptr);
