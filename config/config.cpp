@@ -528,7 +528,8 @@ bool parse_file(const std::filesystem::path& path, Layered& into, LoadResult& re
 
 bool is_placeholder_secret(const std::string& s) {
   static const std::set<std::string> placeholders{"your-256-bit-secret-here", "your-secret-key-here-change-in-production",
-                                                  "change-me", "changeme", "secret"};
+                                                  "change-me", "changeme", "secret",
+                                                  "replace-with-32-or-more-random-bytes-before-use"};
   return placeholders.count(lower(s)) > 0;
 }
 
@@ -587,6 +588,8 @@ void validate(const Layered& layered, LoadResult& result) {
                                 std::string(c.environment == "production" ? "in production"
                                                                           : "listening beyond loopback (host = \"" + c.cluster.host + "\")") +
                                 ": nodes prove they hold it when they join (set HIVE_CLUSTER__SECRET or CLUSTER_SECRET to 32 or more random bytes)");
+    else if (!c.cluster.secret.empty() && is_placeholder_secret(c.cluster.secret))
+      result.problems.push_back("[cluster] secret: the placeholder from the documentation is refused; set CLUSTER_SECRET to 32 or more random bytes");
     else if (!c.cluster.secret.empty() && c.cluster.secret.size() < 16)
       result.problems.push_back("[cluster] secret: too short (" + std::to_string(c.cluster.secret.size()) + " bytes; at least 16)");
     int tls_set = !c.cluster.tls_cert.empty() + !c.cluster.tls_key.empty() + !c.cluster.tls_ca.empty();

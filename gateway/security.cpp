@@ -113,6 +113,7 @@ std::string Security::issue_access_token(const std::string& username, const std:
 }
 
 bool Security::too_many_failures(const std::string& client) {
+  if (!any_auth_failures_.load(std::memory_order_relaxed)) return false;
   std::lock_guard<std::mutex> lock(auth_failures_mutex_);
   auto it = auth_failures_.find(client);
   if (it == auth_failures_.end()) return false;
@@ -127,6 +128,7 @@ void Security::note_failure(const std::string& client) {
   if (auth_failures_.size() > 100000)  // bounded: forget the clients whose minute has passed
     std::erase_if(auth_failures_, [&](const auto& kv) { return kv.second.empty() || now - kv.second.back() >= 60000; });
   auto& times = auth_failures_[client];
+  any_auth_failures_.store(true, std::memory_order_relaxed);
   times.push_back(now);
   while (int(times.size()) > config_.security.auth_failures_per_minute) times.pop_front();
 }

@@ -10,6 +10,7 @@
 #include "gateway/api.hpp"
 #include "runtime/domain.hpp"
 
+#include <atomic>
 #include <condition_variable>
 #include <deque>
 #include <mutex>
@@ -110,6 +111,7 @@ class Security {
 
   std::mutex auth_failures_mutex_;
   std::unordered_map<std::string, std::deque<int64_t>> auth_failures_;  // client -> failure times (last minute)
+  std::atomic<bool> any_auth_failures_{false};  // no lock on the path of good credentials until one fails
 
   struct Failures {
     std::deque<int64_t> at;

@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # A local cluster on loopback, for trying things out and for drills.
 #
-#   scripts/cluster.sh start N [--postgres] [--http-base PORT] [--cluster-base PORT]
+#   scripts/cluster.sh start N [--postgres] [--plain] [--http-base PORT] [--cluster-base PORT]
 #       N nodes n1..nN; HTTP on 3001.. and the cluster port on 4001.. (by default); with
 #       --postgres they share a PostgreSQL server of their own (started here, in the state
 #       folder), else each keeps its own SQLite file (such a cluster does not survive the loss
-#       of a node's disk). Waits until every node sees N members up.
+#       of a node's disk). The members share a random [cluster] secret and talk mutual TLS
+#       (certificates from scripts/cluster-certs.sh in the state folder); --plain: plain TCP.
+#       Waits until every node sees N members up.
 #   scripts/cluster.sh status          the members as node n1 (or the first live one) sees them
 #   scripts/cluster.sh kill NAME       kill -9 one node (a crash)
 #   scripts/cluster.sh freeze NAME     SIGSTOP it (a hung process: its socket stays open)
@@ -24,7 +26,7 @@ HUB_BIN=${HUB_BIN:-$ROOT/build/ai-orchestrator-hub}
 PG_BIN=${PG_BIN:-$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)}
 
 die() { echo "cluster.sh: $*" >&2; exit 1; }
-usage() { sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-2}"; }
+usage() { sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-2}"; }
 as_pg() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
 port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 alive() { [ -f "$DIR/$1/pid" ] && kill -0 "$(cat "$DIR/$1/pid")" 2>/dev/null; }
@@ -59,10 +61,11 @@ members_up() { # NAME
 cmd_start() {
   local n=${1:-}; shift || true
   [[ "$n" =~ ^[0-9]+$ ]] && [ "$n" -ge 1 ] && [ "$n" -le 32 ] || die "start needs a node count from 1 to 32 (e.g. start 3)"
-  local postgres=0 http_base=3001 cluster_base=4001
+  local postgres=0 http_base=3001 cluster_base=4001 tls=1
   while [ $# -gt 0 ]; do
     case "$1" in
       --postgres) postgres=1 ;;
+      --plain) tls=0 ;;
       --http-base) http_base=${2:?--http-base needs a port}; shift ;;
       --cluster-base) cluster_base=${2:?--cluster-base needs a port}; shift ;;
       -h|--help) usage 0 ;;
@@ -94,10 +97,15 @@ cmd_start() {
     echo "$pg_port" >"$DIR/pg/port"
     db="postgresql://postgres@127.0.0.1:$pg_port/hive_db"
   fi
+  # What the members prove they hold when they join, and (unless --plain) their certificates.
+  local secret names=()
+  secret=$(head -c 32 /dev/urandom | base64 | tr -d '\n/+=')
+  for i in $(seq 1 "$n"); do names+=("n$i"); done
+  [ "$tls" = 1 ] && scripts/cluster-certs.sh "$DIR/certs" "${names[@]}" >/dev/null
   for i in $(seq 1 "$n"); do
     mkdir -p "$DIR/n$i"
     [ "$postgres" = 1 ] || db="sqlite://$DIR/n$i/hive.db"
-    cat >"$DIR/n$i/node.toml" <<EOF
+    (umask 077; cat >"$DIR/n$i/node.toml") <<EOF
 [server]
 host = "127.0.0.1"
 port = $((http_base + i - 1))
@@ -110,9 +118,14 @@ node_name = "n$i"
 host = "127.0.0.1"
 port = $((cluster_base + i - 1))
 seeds = [$seeds]
+secret = "$secret"
 EOF
+    if [ "$tls" = 1 ]; then
+      printf 'tls_cert = "%s"\ntls_key = "%s"\ntls_ca = "%s"\n' "$DIR/certs/n$i.pem" "$DIR/certs/n$i.key" "$DIR/certs/ca.pem" \
+        >>"$DIR/n$i/node.toml"
+    fi
     start_node "n$i"
-    echo "n$i: http://127.0.0.1:$((http_base + i - 1))  cluster 127.0.0.1:$((cluster_base + i - 1))  pid $(cat "$DIR/n$i/pid")"
+    echo "n$i: http://127.0.0.1:$((http_base + i - 1))  cluster 127.0.0.1:$((cluster_base + i - 1)) ($([ "$tls" = 1 ] && echo "mutual TLS" || echo "plain TCP"))  pid $(cat "$DIR/n$i/pid")"
   done
   for i in $(seq 1 "$n"); do wait_health "n$i" 60; done
   local s up
