@@ -16,7 +16,7 @@ RUN cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release -DHUB_BUILD_TESTS=OF
 
 FROM debian:bookworm-slim
 RUN apt-get update && apt-get install -y --no-install-recommends \
-      ca-certificates curl libopenblas0-pthread libprotobuf32 libcaf-io0.17 libcaf-core0.17 libcpp-httplib0.11 libspdlog1.10 libfmt9 \
+      ca-certificates curl libopenblas0-pthread libprotobuf32 libcaf-io0.17 libcaf-core0.17 libcaf-openssl0.17 libcpp-httplib0.11 libspdlog1.10 libfmt9 \
       libsqlite3-0 libpq5 libssl3 libjwt0 libsodium23 libjemalloc2 \
     && rm -rf /var/lib/apt/lists/* \
     && useradd -r -s /bin/false ai-orchestrator \

@@ -15,10 +15,14 @@ namespace hub::gateway {
 namespace {
 
 // The GPU the neural workers can use, or null (DESIGN: a metric shows a measured value or is absent).
+// The GPU the neural engine would use, or why there is none (no device, no driver, or CUDA's
+// libraries missing on this host: the CUDA backend is loaded at run time).
 json gpu_json() {
   neural::GpuInfo gpu;
-  if (!neural::gpu_available(&gpu)) return nullptr;
-  return {{"name", gpu.name},
+  std::string why;
+  if (!neural::gpu_available(&gpu, &why)) return {{"available", false}, {"reason", why}};
+  return {{"available", true},
+          {"name", gpu.name},
           {"memory_bytes", gpu.memory_bytes},
           {"compute_capability", std::to_string(gpu.compute_major) + "." + std::to_string(gpu.compute_minor)}};
 }

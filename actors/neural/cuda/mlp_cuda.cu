@@ -2,7 +2,7 @@
 // activation, softmax, the output gradient, activation derivatives and the optimizer steps.
 // Same parameter layout, initialisation and arithmetic as the CPU backend (row-major
 // matrices: a row-major product C = A B is computed as the column-major C^T = B^T A^T).
-#include "actors/neural/mlp.hpp"
+#include "actors/neural/cuda_backend.hpp"
 
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
@@ -310,6 +310,8 @@ class CudaMlp final : public Mlp {
 
 }  // namespace
 
+namespace {
+
 bool cuda_device(GpuInfo* info, std::string* why) {
   int count = 0;
   auto e = cudaGetDeviceCount(&count);
@@ -363,4 +365,13 @@ double cuda_sgemm_gflops(int n, int repeats) {
 
 void cuda_synchronize() { check(cudaDeviceSynchronize(), "synchronize"); }
 
+const CudaBackend kBackend{kCudaBackendVersion, cuda_device, make_cuda_mlp, cuda_sgemm_gflops, cuda_synchronize};
+
+}  // namespace
+
 }  // namespace hub::neural
+
+// The one symbol libhub_neural_cuda.so exports (everything else is hidden).
+extern "C" __attribute__((visibility("default"))) const hub::neural::CudaBackend* hub_neural_cuda_backend() {
+  return &hub::neural::kBackend;
+}
