@@ -21,5 +21,6 @@ as_pg "$bin/initdb" -D "$t/data" -U postgres -A trust >"$t/initdb.log" 2>&1 || {
 as_pg "$bin/pg_ctl" -D "$t/data" -l "$t/server.log" -w \
   -o "-p $port -k $t -c listen_addresses=127.0.0.1 -c fsync=on -c max_connections=200" start >/dev/null || { cat "$t/server.log"; exit 1; }
 as_pg "$bin/createdb" -h 127.0.0.1 -p "$port" -U postgres hive_test || exit 1
-export HUB_TEST_PG_URL="postgresql://postgres@127.0.0.1:$port/hive_test" HUB_TEST_PG_BIN="$bin" HUB_TEST_PG_PORT="$port"
+export HUB_TEST_PG_URL="postgresql://postgres@127.0.0.1:$port/hive_test" HUB_TEST_PG_BIN="$bin" HUB_TEST_PG_PORT="$port" \
+  HUB_TEST_PG_DATA="$t/data" HUB_TEST_PG_SOCKET_DIR="$t"
 "$@"

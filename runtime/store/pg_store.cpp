@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <condition_variable>
 #include <mutex>
 #include <set>
 #include <string_view>
@@ -305,19 +306,21 @@ std::string dump(const json& rows) { return rows.dump(-1, ' ', false, json::erro
 
 struct PgStore::Impl {
   std::string conninfo;
-  int max_connections = 10;
+  int max_connections = 10;  // the writer and the pool together ([database] max_connections)
+  int wait_ms = 5000;        // a caller waits this long for a pooled connection, then 503
   std::unique_ptr<Connection> writer;
-  std::mutex auth_mutex;
-  std::unique_ptr<Connection> auth;
   std::mutex pool_mutex;
+  std::condition_variable pool_free;
   std::vector<std::unique_ptr<Connection>> idle;
-  int open_readers = 0;
+  int open_pooled = 0;  // pooled connections that exist (idle or lent)
   std::mutex stats_mutex;
   StoreStats stats = [] {
     StoreStats s;
     s.backend = "postgresql";
     return s;
   }();
+
+  int pool_size() const { return std::max(1, max_connections - 1); }
 
   struct Lease {
     Impl* impl;
@@ -326,25 +329,35 @@ struct PgStore::Impl {
       if (!conn) return;
       std::lock_guard<std::mutex> lock(impl->pool_mutex);
       impl->idle.push_back(std::move(conn));
+      impl->pool_free.notify_one();
     }
     Connection& operator*() { return *conn; }
   };
+  // A connection of the pool (reads, users and sessions): at most pool_size() exist; when
+  // all are lent the caller waits for one, up to wait_ms (then StoreUnavailable: a 503).
   Lease reader() {
     std::unique_ptr<Connection> conn;
     {
-      std::lock_guard<std::mutex> lock(pool_mutex);
+      std::unique_lock<std::mutex> lock(pool_mutex);
       ++stats.reads;
+      bool got = pool_free.wait_for(lock, std::chrono::milliseconds(wait_ms),
+                                    [&] { return !idle.empty() || open_pooled < pool_size(); });
+      if (!got)
+        throw StoreUnavailable("PostgreSQL: all " + std::to_string(pool_size()) +
+                               " pooled connections are busy ([database] max_connections = " + std::to_string(max_connections) +
+                               ", the writer included)");
       if (!idle.empty()) {
         conn = std::move(idle.back());
         idle.pop_back();
       } else {
-        ++open_readers;
+        ++open_pooled;
       }
     }
     if (!conn) conn = std::make_unique<Connection>(conninfo);
     if (auto why = conn->ensure(); !why.empty()) {
       std::lock_guard<std::mutex> lock(pool_mutex);
-      --open_readers;  // this connection is dropped, not returned
+      --open_pooled;  // this connection is dropped, not returned
+      pool_free.notify_one();
       throw StoreUnavailable("PostgreSQL: " + why);
     }
     return Lease{this, std::move(conn)};
@@ -355,6 +368,16 @@ struct PgStore::Impl {
     if (!r.ok()) throw StoreUnavailable("PostgreSQL: " + (*lease).error());
     return r;
   }
+  // Runs `fn` on a pooled connection; a database that cannot be reached is a StoreError.
+  template <class Fn>
+  std::optional<StoreError> on_pool(Fn fn) {
+    try {
+      auto lease = reader();
+      return fn(*lease);
+    } catch (const StoreUnavailable& e) {
+      return StoreError{"unavailable", e.what()};
+    }
+  }
 };
 
 PgStore::PgStore() : impl_(std::make_unique<Impl>()) {}
@@ -364,8 +387,8 @@ std::optional<StoreError> PgStore::open(const std::string& url, int max_connecti
   impl_->conninfo = url + (url.find('?') == std::string::npos ? "?" : "&") + "connect_timeout=" + std::to_string(connect_timeout_s) +
                     "&application_name=ai-orchestrator-hub";
   impl_->max_connections = max_connections;
+  impl_->wait_ms = std::max(1000, connect_timeout_s * 1000);
   impl_->writer = std::make_unique<Connection>(impl_->conninfo, kWriterStatements);
-  impl_->auth = std::make_unique<Connection>(impl_->conninfo);
   if (auto why = impl_->writer->ensure(); !why.empty()) return StoreError{"unavailable", "PostgreSQL is not reachable: " + why};
   auto& w = *impl_->writer;
   // Nodes of a cluster start together on one database: one migrates, the others wait for it
@@ -604,32 +627,44 @@ StoreStats PgStore::stats() {
   std::lock_guard<std::mutex> lock(impl_->pool_mutex);
   s.reads = impl_->stats.reads;
   s.pool_idle = int64_t(impl_->idle.size());
-  s.pool_active = int64_t(impl_->open_readers) - s.pool_idle + 1;  // + the writer
+  s.pool_active = int64_t(impl_->open_pooled) - s.pool_idle + 1;  // + the writer
   return s;
 }
 
-std::optional<StoreError> PgStore::put_user(const UserRecord& u) {
-  std::lock_guard<std::mutex> lock(impl_->auth_mutex);
-  if (auto why = impl_->auth->ensure(); !why.empty()) return StoreError{"unavailable", why};
-  auto r = impl_->auth->exec("INSERT INTO users(username, password_hash, role, created_at) VALUES ($1, $2, $3, $4) ON CONFLICT "
-                             "(username) DO UPDATE SET password_hash = EXCLUDED.password_hash, role = EXCLUDED.role",
-                             Params().add(u.username).add(u.password_hash).add(u.role).add(rfc3339(u.created_at)));
-  if (!r.ok()) return StoreError{"io", impl_->auth->error()};
+std::optional<StoreError> PgStore::ping() {
+  auto& w = *impl_->writer;
+  std::string why = w.ensure();
+  if (why.empty() && !w.exec("SELECT 1").ok()) why = w.error();
+  if (!why.empty()) return StoreError{"unavailable", "PostgreSQL is not reachable: " + why};
+  std::lock_guard<std::mutex> lock(impl_->stats_mutex);
+  impl_->stats.last_write_failed = false;
+  impl_->stats.last_error.clear();
   return std::nullopt;
 }
 
+
+std::optional<StoreError> PgStore::put_user(const UserRecord& u) {
+  return impl_->on_pool([&](Connection& c) -> std::optional<StoreError> {
+    auto r = c.exec("INSERT INTO users(username, password_hash, role, created_at) VALUES ($1, $2, $3, $4) ON CONFLICT "
+                    "(username) DO UPDATE SET password_hash = EXCLUDED.password_hash, role = EXCLUDED.role",
+                    Params().add(u.username).add(u.password_hash).add(u.role).add(rfc3339(u.created_at)));
+    if (!r.ok()) return StoreError{"io", c.error()};
+    return std::nullopt;
+  });
+}
+
 std::optional<StoreError> PgStore::put_model(const ModelRecord& m) {
-  std::lock_guard<std::mutex> lock(impl_->auth_mutex);
-  if (auto why = impl_->auth->ensure(); !why.empty()) return StoreError{"unavailable", why};
-  auto r = impl_->auth->exec(
+  return impl_->on_pool([&](Connection& c) -> std::optional<StoreError> {
+  auto r = c.exec(
       "INSERT INTO models(name, kind, spec, metadata, metrics, data, size_bytes, created_at, updated_at) VALUES ($1, $2, "
       "$3::jsonb, $4::jsonb, $5::jsonb, $6, $7, $8, $9) ON CONFLICT (name) DO UPDATE SET kind = EXCLUDED.kind, spec = "
       "EXCLUDED.spec, metadata = EXCLUDED.metadata, metrics = EXCLUDED.metrics, data = EXCLUDED.data, size_bytes = "
       "EXCLUDED.size_bytes, updated_at = EXCLUDED.updated_at",
       Params().add(m.name).add(m.kind).add(m.spec_json).add(m.metadata_json).add(m.metrics_json).add(base64_encode(m.data))
           .add(std::to_string(m.data.size())).add(rfc3339(m.created_at)).add(rfc3339(m.updated_at)));
-  if (!r.ok()) return StoreError{"io", impl_->auth->error()};
+  if (!r.ok()) return StoreError{"io", c.error()};
   return std::nullopt;
+  });
 }
 
 namespace {
@@ -664,18 +699,17 @@ std::optional<UserRecord> PgStore::user(const std::string& username) {
 
 std::optional<StoreError> PgStore::put_refresh_token(const std::string& hash, const std::string& username,
                                                   const std::string& session, int64_t expires_at) {
-  std::lock_guard<std::mutex> lock(impl_->auth_mutex);
-  if (auto why = impl_->auth->ensure(); !why.empty()) return StoreError{"unavailable", why};
-  auto r = impl_->auth->exec("INSERT INTO refresh_tokens(token_hash, username, session, expires_at) VALUES ($1, $2, $3, $4)",
-                             Params().add(hash).add(username).add(session).add(std::to_string(expires_at)));
-  if (!r.ok()) return StoreError{"io", impl_->auth->error()};
-  return std::nullopt;
+  return impl_->on_pool([&](Connection& c) -> std::optional<StoreError> {
+    auto r = c.exec("INSERT INTO refresh_tokens(token_hash, username, session, expires_at) VALUES ($1, $2, $3, $4)",
+                    Params().add(hash).add(username).add(session).add(std::to_string(expires_at)));
+    if (!r.ok()) return StoreError{"io", c.error()};
+    return std::nullopt;
+  });
 }
 
 RefreshUse PgStore::consume_refresh_token(const std::string& hash, int64_t now) {
-  std::lock_guard<std::mutex> lock(impl_->auth_mutex);
-  auto& c = *impl_->auth;
-  if (auto why = c.ensure(); !why.empty()) throw StoreUnavailable("PostgreSQL: " + why);
+  auto lease = impl_->reader();
+  auto& c = *lease;
   // One statement marks the token used and tells whether it already was.
   auto r = c.exec("UPDATE refresh_tokens t SET used = true FROM (SELECT token_hash, used AS was_used FROM refresh_tokens "
                   "WHERE token_hash = $1 AND NOT revoked FOR UPDATE) old WHERE t.token_hash = old.token_hash RETURNING t.username, "
@@ -696,9 +730,7 @@ RefreshUse PgStore::consume_refresh_token(const std::string& hash, int64_t now) 
 }
 
 std::optional<StoreError> PgStore::put_revocation(const Revocation& rv) {
-  std::lock_guard<std::mutex> lock(impl_->auth_mutex);
-  auto& c = *impl_->auth;
-  if (auto why = c.ensure(); !why.empty()) return StoreError{"unavailable", why};
+  return impl_->on_pool([&](Connection& c) -> std::optional<StoreError> {
   auto r = c.exec("INSERT INTO revocations(kind, subject, at, expires_at) VALUES ($1, $2, $3, $4) ON CONFLICT (kind, subject) "
                   "DO UPDATE SET at = excluded.at, expires_at = excluded.expires_at",
                   Params().add(rv.kind).add(rv.subject).add(std::to_string(rv.at_ms)).add(std::to_string(rv.expires_at_ms)));
@@ -706,6 +738,7 @@ std::optional<StoreError> PgStore::put_revocation(const Revocation& rv) {
   if (rv.kind == "session") c.exec("UPDATE refresh_tokens SET revoked = true WHERE session = $1", Params().add(rv.subject));
   c.exec("DELETE FROM revocations WHERE expires_at < $1", Params().add(std::to_string(rv.at_ms)));
   return std::nullopt;
+  });
 }
 
 std::vector<Revocation> PgStore::revocations_since(int64_t at_ms) {
@@ -717,9 +750,10 @@ std::vector<Revocation> PgStore::revocations_since(int64_t at_ms) {
 }
 
 void PgStore::revoke_refresh_token(const std::string& hash) {
-  std::lock_guard<std::mutex> lock(impl_->auth_mutex);
-  if (!impl_->auth->ensure().empty()) return;
-  impl_->auth->exec("UPDATE refresh_tokens SET revoked = true WHERE token_hash = $1", Params().add(hash));
+  impl_->on_pool([&](Connection& c) -> std::optional<StoreError> {
+    c.exec("UPDATE refresh_tokens SET revoked = true WHERE token_hash = $1", Params().add(hash));
+    return std::nullopt;
+  });
 }
 
 std::vector<AuditEntry> PgStore::audit_log(int limit, int offset, int64_t& total) {

@@ -668,6 +668,15 @@ StoreStats SqliteStore::stats() {
   return s;
 }
 
+std::optional<StoreError> SqliteStore::ping() {
+  std::string error;
+  if (!exec(impl_->writer->get(), "SELECT 1 FROM schema_migrations LIMIT 1", error)) return StoreError{"unavailable", error};
+  std::lock_guard<std::mutex> lock(impl_->stats_mutex);
+  impl_->stats.last_write_failed = false;
+  impl_->stats.last_error.clear();
+  return std::nullopt;
+}
+
 }  // namespace hub::runtime
 
 namespace hub::runtime {

@@ -28,6 +28,7 @@ class SqliteStore final : public Store {
   std::map<std::string, int64_t> task_counts_by_status() override;
   std::vector<AgentRecord> agents() override;
   StoreStats stats() override;
+  std::optional<StoreError> ping() override;
   std::optional<StoreError> renew_leases(const std::string& owner, int64_t until_ms) override;
   std::optional<StoreError> expire_leases(const std::string& owner, int64_t now_ms) override;
   std::vector<TaskRecord> claim_tasks(const std::string& owner, int64_t now_ms, int64_t until_ms, int limit,

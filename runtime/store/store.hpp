@@ -72,6 +72,9 @@ class Store {
   virtual std::map<std::string, int64_t> task_counts_by_status() = 0;
   virtual std::vector<AgentRecord> agents() = 0;  // not deleted
   virtual StoreStats stats() = 0;
+  // Reaches the database (reconnecting when needed) without writing; success clears the
+  // failure that the last write left in stats(). For the single writer (the store actor).
+  virtual std::optional<StoreError> ping() = 0;
 
   // Task ownership (clusters share one database). Every task write carries a lease:
   // lease_owner = the task's node, lease_expires_at = write time + lease_ms (none once

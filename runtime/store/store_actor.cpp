@@ -17,11 +17,14 @@
 namespace hub::runtime {
 namespace {
 
+using probe_atom = caf::atom_constant<caf::atom("st_probe")>;
+
 // Bounds one transaction (and so the wait of everyone in it) to a few milliseconds.
 constexpr size_t kMaxBatchRows = 2048;
 
 struct StoreActorState {
   Store* store = nullptr;
+  bool probing = false;  // a probe of the database is scheduled
   std::shared_ptr<CircuitBreaker> breaker;
   WriteBatch pending;
   std::vector<caf::response_promise> waiting;
@@ -40,6 +43,14 @@ void append(WriteBatch& into, WriteBatch& from) {
   move_all(into.events, from.events);
   move_all(into.agents, from.agents);
   move_all(into.audit, from.audit);
+}
+
+// After a failure nothing may write for a while (a quiet node): the store reaches for the
+// database by itself every second until it answers, so health recovers without a write.
+void schedule_probe(StoreActor* self) {
+  if (self->state.probing) return;
+  self->state.probing = true;
+  self->delayed_send(self, std::chrono::seconds(1), probe_atom::value);
 }
 
 void commit(StoreActor* self) {
@@ -74,6 +85,7 @@ void commit(StoreActor* self) {
   auto waiting = std::move(st.waiting);
   st.waiting.clear();
   if (error) {
+    schedule_probe(self);
     spdlog::error("store: write of {} batches failed: {}", waiting.size(), error->message);
     for (auto& rp : waiting) rp.deliver(caf::make_error(caf::sec::runtime_error, "store: " + error->message));
     return;
@@ -100,6 +112,20 @@ caf::behavior store_actor(StoreActor* self, Store* store, BreakerPolicy policy) 
       [=](flush_atom) -> bool {
         commit(self);
         return true;
+      },
+      [=](probe_atom) {
+        auto& st = self->state;
+        st.probing = false;
+        if (!st.store->stats().last_write_failed) return;
+        if (auto error = st.store->ping()) {
+          schedule_probe(self);
+          return;
+        }
+        // The database answers again: the breaker closes (a half-open trial that succeeded)
+        // and /health reports the store healthy.
+        if (st.breaker->allow(now_ms())) st.breaker->record(true, 0, now_ms());
+        self->set_state("breaker " + st.breaker->state(now_ms()) + ", database reachable again");
+        spdlog::info("store: the database answers again");
       },
       [=](introspection::introspect_atom) {
         auto& st = self->state;
