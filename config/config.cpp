@@ -180,6 +180,7 @@ const std::map<std::string, Section>& schema() {
            {"max_body_bytes", integer(1024, int64_t(1) << 30, [](Config& c, int64_t v) { c.server.max_body_bytes = v; })},
            {"data_dir", string([](Config& c, auto& v) { c.server.data_dir = v; }, {},
                                [](const std::string& v) { return v.empty() ? "expected a directory path" : ""; })},
+           {"pid_file", string([](Config& c, auto& v) { c.server.pid_file = v; })},
            {"max_json_depth", integer(2, 1000, [](Config& c, int64_t v) { c.server.max_json_depth = int(v); })},
            {"max_header_count", integer(8, 10000, [](Config& c, int64_t v) { c.server.max_header_count = int(v); })},
            {"max_header_bytes", integer(1024, 1 << 20, [](Config& c, int64_t v) { c.server.max_header_bytes = int(v); })},
@@ -528,7 +529,7 @@ bool parse_file(const std::filesystem::path& path, Layered& into, LoadResult& re
 
 bool is_placeholder_secret(const std::string& s) {
   static const std::set<std::string> placeholders{"your-256-bit-secret-here", "your-secret-key-here-change-in-production",
-                                                  "change-me", "changeme", "secret",
+                                                  "change-me", "changeme", "secret", "your-api-key-here",
                                                   "replace-with-32-or-more-random-bytes-before-use"};
   return placeholders.count(lower(s)) > 0;
 }
@@ -582,6 +583,10 @@ void validate(const Layered& layered, LoadResult& result) {
   else if (!secret.empty() && secret.size() < 32)
     result.problems.push_back("[security] jwt_secret: too short (" + std::to_string(secret.size()) +
                               " bytes; at least 32 are required, in every environment: a short secret lets anyone forge tokens)");
+  for (const auto& key : c.security.api_keys)
+    if (is_placeholder_secret(key))
+      result.problems.push_back("[security] api_keys (API_KEY): the placeholder from the documentation is refused; "
+                                "set a key of 32 or more random characters");
   if (c.cluster.enabled) {
     if (c.cluster.secret.empty() && (c.environment == "production" || !is_loopback(c.cluster.host)))
       result.problems.push_back("[cluster] secret: required for a cluster " +

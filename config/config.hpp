@@ -19,6 +19,7 @@ struct ServerConfig {
   int shutdown_timeout_ms = 10000;
   int64_t max_body_bytes = 1 << 20;
   std::string data_dir = "./data";
+  std::string pid_file;  // empty: <data_dir>/ai-orchestrator-hub.pid
   std::vector<std::string> cors_origins;
   // Limits on what a client may send: JSON nesting, request head size, how long a request may
   // take to arrive, open connections, and streams/long-polls (which run on their own threads).

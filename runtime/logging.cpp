@@ -10,6 +10,7 @@
 #include <cstdio>
 #include <ctime>
 #include <mutex>
+#include <vector>
 
 namespace hub::runtime {
 namespace {
@@ -90,26 +91,25 @@ std::shared_ptr<ReopenableFileSink> g_file_sink;
 }  // namespace
 
 std::string setup_logging(const LogOptions& options) {
-  spdlog::sink_ptr sink;
-  if (options.file.empty()) {
-    sink = std::make_shared<spdlog::sinks::stdout_sink_mt>();
-  } else {
+  // Always stdout (the journal under systemd, the container's log under docker), and the
+  // file as well when one is configured: an operator finds the lines wherever they look.
+  std::vector<spdlog::sink_ptr> sinks{std::make_shared<spdlog::sinks::stdout_sink_mt>()};
+  if (!options.file.empty()) {
     try {
       auto file = std::make_shared<ReopenableFileSink>(options.file);
       std::lock_guard<std::mutex> lock(g_sink_mutex);
       g_file_sink = file;
-      sink = file;
+      sinks.push_back(file);
     } catch (const std::exception& e) {
       return "cannot open log file " + options.file + ": " + e.what();
     }
   }
-  if (options.format == "json") {
-    sink->set_formatter(std::make_unique<JsonFormatter>());
-  } else {
-    sink->set_formatter(std::make_unique<spdlog::pattern_formatter>("%Y-%m-%dT%H:%M:%S.%eZ %-5l %v",
-                                                                     spdlog::pattern_time_type::utc));
+  for (auto& sink : sinks) {
+    if (options.format == "json") sink->set_formatter(std::make_unique<JsonFormatter>());
+    else
+      sink->set_formatter(std::make_unique<spdlog::pattern_formatter>("%Y-%m-%dT%H:%M:%S.%eZ %-5l %v", spdlog::pattern_time_type::utc));
   }
-  auto logger = std::make_shared<spdlog::logger>("hub", sink);
+  auto logger = std::make_shared<spdlog::logger>("hub", sinks.begin(), sinks.end());
   logger->set_level(spdlog::level::from_str(options.level));
   logger->flush_on(spdlog::level::info);
   spdlog::set_default_logger(logger);

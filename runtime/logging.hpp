@@ -1,5 +1,6 @@
-// The one logger setup of the node: spdlog with a level, `text` or `json` lines, stdout or
-// a file that SIGHUP reopens (for logrotate). Must never be configured anywhere else.
+// The one logger setup of the node: spdlog with a level, `text` or `json` lines, to stdout
+// and, when one is set, also to a file that SIGHUP reopens (for logrotate). Must never be
+// configured anywhere else.
 #pragma once
 
 #include <string>
@@ -9,7 +10,7 @@ namespace hub::runtime {
 struct LogOptions {
   std::string level = "info";   // trace|debug|info|warn|error|critical|off
   std::string format = "text";  // text|json
-  std::string file;             // empty: stdout
+  std::string file;             // empty: stdout only
 };
 
 // Installs the default spdlog logger. Returns an error message, or "" on success.

@@ -26,6 +26,7 @@
 #include <caf/scoped_actor.hpp>
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <atomic>
 #include <condition_variable>
 #include <csignal>
@@ -33,12 +34,15 @@
 #include <fstream>
 #include <iostream>
 #include <limits>
+#include <map>
 #include <mutex>
 #include <thread>
 #include <unistd.h>
 #include <cstring>
 #include <set>
 #include <sys/prctl.h>
+#include <fcntl.h>
+#include <sys/file.h>
 
 extern char** environ;
 
@@ -85,11 +89,88 @@ std::string node_name(const config::Config& cfg) {
   return std::string(host) + ":" + std::to_string(cfg.server.port);
 }
 
-int run_check(const config::LoadResult& loaded) {
+// Whether a database file exists but cannot be this node's: empty (a backup command run
+// against a path where no database was leaves one), or not writable by this user.
+std::string database_file_problem(const std::string& path) {
+  if (path.empty()) return {};
+  std::error_code ec;
+  if (!fs::exists(path, ec)) return {};
+  auto size = fs::file_size(path, ec);
+  if (!ec && size == 0)
+    return "database file " + path + " is empty (0 bytes): it is not a database this node wrote. Remove it to start "
+           "afresh (rm " + path + "), or restore a backup into it (scripts/restore.sh)";
+  if (access(path.c_str(), R_OK | W_OK) != 0)
+    return "database file " + path + " is not readable and writable by this user (uid " + std::to_string(getuid()) +
+           "): give it to the node's user (chown ai-orchestrator: " + path + "*)";
+  return {};
+}
+
+// The log file a node writes: [logging] file, or in production (where the guide tails it)
+// /var/log/ai-orchestrator-hub/app.log when that directory is there and writable.
+std::string log_file_of(const config::Config& cfg) {
+  if (!cfg.logging.file.empty() || cfg.environment != "production") return cfg.logging.file;
+  const char* dir = "/var/log/ai-orchestrator-hub";
+  std::error_code ec;
+  return fs::is_directory(dir, ec) && access(dir, W_OK) == 0 ? std::string(dir) + "/app.log" : std::string();
+}
+
+std::string pid_file_of(const config::Config& cfg) {
+  return cfg.server.pid_file.empty() ? (fs::path(cfg.server.data_dir) / "ai-orchestrator-hub.pid").string() : cfg.server.pid_file;
+}
+
+// The node's process id in a file (for kill, logrotate and scripts: the process name is cut to
+// 15 characters, so `pgrep ai-orchestrator-hub` finds nothing), locked while the node runs:
+// a second node on the same data directory is refused. The lock goes with the process, even
+// on kill -9; the file is removed on a clean exit.
+class PidFile {
+ public:
+  std::string take(const std::string& path) {
+    fd_ = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (fd_ < 0) return "cannot open the pid file " + path + ": " + std::strerror(errno) + " ([server] pid_file)";
+    if (flock(fd_, LOCK_EX | LOCK_NB) != 0) {
+      char text[32] = {0};
+      auto n = ::pread(fd_, text, sizeof text - 1, 0);
+      ::close(fd_);
+      fd_ = -1;
+      std::string other = n > 0 ? std::string(text, size_t(n)) : "?";
+      while (!other.empty() && (other.back() == '\n' || other.back() == ' ')) other.pop_back();
+      return "another node (pid " + other + ") runs with this data directory (its pid file " + path +
+             " is locked); stop it first, or give this one another [server] data_dir";
+    }
+    auto text = std::to_string(getpid()) + "\n";
+    if (ftruncate(fd_, 0) != 0 || ::pwrite(fd_, text.data(), text.size(), 0) != ssize_t(text.size()))
+      return "cannot write the pid file " + path + ": " + std::strerror(errno);
+    path_ = path;
+    return {};
+  }
+  ~PidFile() {
+    if (fd_ < 0) return;
+    ::unlink(path_.c_str());
+    ::close(fd_);
+  }
+
+ private:
+  int fd_ = -1;
+  std::string path_;
+};
+
+int run_check(const config::LoadResult& loaded, const config::LoadOptions& options) {
   const auto& cfg = loaded.config;
   std::vector<std::string> problems = loaded.problems;
   std::cout << "ai-orchestrator-hub " << kVersion << " --check\n";
-  std::cout << "  environment: " << cfg.environment << "\n";
+  std::cout << "  environment checked: " << cfg.environment
+            << (cfg.environment == "production" ? "" : " (HIVE_ENV; the systemd unit and the Docker image run \"production\")")
+            << "\n";
+  if (cfg.environment != "production") {
+    // What the same command would meet under HIVE_ENV=production, so that an OK here is not
+    // a surprise there.
+    auto prod_options = options;
+    prod_options.env["HIVE_ENV"] = "production";
+    auto prod = config::load(prod_options);
+    for (const auto& p : prod.problems)
+      if (std::find(loaded.problems.begin(), loaded.problems.end(), p) == loaded.problems.end())
+        std::cout << "  in production this would be refused: " << p << "\n";
+  }
   std::cout << "  config layers: ";
   for (size_t i = 0; i < loaded.sources.size(); ++i) std::cout << (i ? " -> " : "") << loaded.sources[i];
   std::cout << "\n";
@@ -98,17 +179,19 @@ int run_check(const config::LoadResult& loaded) {
     std::cout << "  http: " << cfg.server.host << ":" << cfg.server.port << " (" << cfg.server.workers << " workers)\n";
     if (auto p = data_dir_problem(cfg.server.data_dir); !p.empty()) problems.push_back(p);
     else std::cout << "  data directory: " << cfg.server.data_dir << " (writable)\n";
-    if (auto p = file_dir_problem("log file", cfg.logging.file); !p.empty()) problems.push_back(p);
+    if (auto p = file_dir_problem("log file", log_file_of(cfg)); !p.empty()) problems.push_back(p);
     std::string detail;
     auto db_path = runtime::sqlite_path(cfg.database.url);
-    if (!db_path.empty())
+    if (!db_path.empty()) {
       if (auto p = data_dir_problem(fs::path(db_path).parent_path().empty() ? "." : fs::path(db_path).parent_path().string());
           !p.empty())
         problems.push_back("database: " + p);
+      if (auto p = database_file_problem(db_path); !p.empty()) problems.push_back("database: " + p);
+    }
     if (auto why = runtime::probe_database(cfg.database.url, cfg.database.connection_timeout_seconds, detail); !why.empty())
       problems.push_back("database: " + why);
     else
-      std::cout << "  database: " << detail << "\n";
+      std::cout << "  database: " << runtime::redact_url(detail) << "\n";
     std::cout << "  actor scheduler: " << cfg.scheduler_threads() << " threads, " << cfg.performance.scheduler_policy << "\n";
     if (cfg.cluster.enabled) {
       std::cout << "  cluster: node " << node_name(cfg) << " on " << cfg.cluster.host << ":" << cfg.cluster.port << ", "
@@ -160,6 +243,31 @@ int add_user(const config::LoadResult& loaded, const std::string& name, const st
     return 1;
   }
   std::cout << "user " << name << " saved with role " << role << "\n";
+  return 0;
+}
+
+// `config get KEY...`: what backup and restore must agree with the node about, resolved
+// exactly as the node resolves it (settings/, HIVE_ENV, --config, the environment).
+int print_config(const config::LoadResult& loaded, const std::vector<std::string>& keys) {
+  if (!loaded.ok()) {
+    for (const auto& p : loaded.problems) std::cerr << "ai-orchestrator-hub: config: " << p << "\n";
+    return 1;
+  }
+  const auto& cfg = loaded.config;
+  const std::map<std::string, std::string> values{{"environment", cfg.environment},
+                                                  {"server.data_dir", cfg.server.data_dir},
+                                                  {"server.pid_file", pid_file_of(cfg)},
+                                                  {"database.url", cfg.database.url},
+                                                  {"logging.file", log_file_of(cfg)}};
+  for (const auto& key : keys) {
+    auto it = values.find(key);
+    if (it == values.end()) {
+      std::cerr << "ai-orchestrator-hub: config get: unknown key " << key
+                << " (known: environment, server.data_dir, server.pid_file, database.url, logging.file)\n";
+      return 2;
+    }
+    std::cout << it->second << "\n";
+  }
   return 0;
 }
 
@@ -242,7 +350,7 @@ int run_node(const config::LoadResult& loaded) {
   const auto& cfg = loaded.config;
   auto started_ms = runtime::now_ms();
   hide_secrets_from_children();
-  if (auto err = runtime::setup_logging({cfg.logging.level, cfg.logging.format, cfg.logging.file}); !err.empty()) {
+  if (auto err = runtime::setup_logging({cfg.logging.level, cfg.logging.format, log_file_of(cfg)}); !err.empty()) {
     std::cerr << "ai-orchestrator-hub: " << err << "\n";
     return 1;
   }
@@ -259,6 +367,17 @@ int run_node(const config::LoadResult& loaded) {
   }
   std::error_code ec;
   fs::create_directories(cfg.server.data_dir, ec);
+  PidFile pid_file;
+  if (auto p = pid_file.take(pid_file_of(cfg)); !p.empty()) {
+    spdlog::error("{}", p);
+    std::cerr << "ai-orchestrator-hub: " << p << "\n";
+    return 1;
+  }
+  if (auto p = database_file_problem(runtime::sqlite_path(cfg.database.url)); !p.empty()) {
+    spdlog::error("store: {}", p);
+    std::cerr << "ai-orchestrator-hub: store: " << p << "\n";
+    return 1;
+  }
 
   Shutdown shutdown;
   {
@@ -485,6 +604,13 @@ int main(int argc, char** argv) {
   user_add->add_option("name", user_name, "user name")->required();
   user_add->add_option("--role", user_role, "admin | operator | viewer | agent")->check(CLI::IsMember({"admin", "operator", "viewer", "agent"}));
   user_cmd->require_subcommand(1);
+  auto* config_cmd = app.add_subcommand("config", "show the configuration as the node resolves it (for scripts)");
+  auto* config_get = config_cmd->add_subcommand("get", "print each KEY's effective value, one per line (secrets included: "
+                                                       "for backup and restore scripts run by the operator)");
+  std::vector<std::string> config_keys;
+  config_get->add_option("key", config_keys, "environment | server.data_dir | server.pid_file | database.url | logging.file")
+      ->required();
+  config_cmd->require_subcommand(1);
   app.footer(
       "Configuration layers: built-in defaults -> settings/default.toml -> settings/$HIVE_ENV.toml -> --config FILE ->\n"
       "environment (HIVE_SECTION__KEY, DATABASE_URL, JWT_SECRET, API_KEY, LOG_LEVEL, ...). settings/ is looked for in\n"
@@ -502,7 +628,8 @@ int main(int argc, char** argv) {
   config::LoadOptions options{config_file, config::current_environment(), fs::current_path(ec), binary_dir()};
   auto loaded = config::load(options);
   if (*user_add) return add_user(loaded, user_name, user_role);
-  if (check) return run_check(loaded);
+  if (*config_get) return print_config(loaded, config_keys);
+  if (check) return run_check(loaded, options);
   if (!loaded.ok()) {
     for (const auto& p : loaded.problems) std::cerr << "ai-orchestrator-hub: config: " << p << "\n";
     std::cerr << "ai-orchestrator-hub: refusing to start (run with --check for a full report)\n";

@@ -165,6 +165,13 @@ BOOST_AUTO_TEST_CASE(production_refuses_placeholder_short_and_missing_secrets) {
   BOOST_TEST(load_text("", {{"JWT_SECRET", std::string(32, 'k')}}).ok());
 }
 
+BOOST_AUTO_TEST_CASE(documented_placeholders_are_refused_for_every_secret) {
+  BOOST_TEST(mentions(load_text("", {{"API_KEY", "your-api-key-here"}}), "placeholder"));
+  BOOST_TEST(mentions(load_text("[cluster]\nenabled = true\n", {{"CLUSTER_SECRET", "replace-with-32-or-more-random-bytes-before-use"}}),
+                      "placeholder"));
+  BOOST_TEST(mentions(load_text("", {{"JWT_SECRET", "replace-with-32-or-more-random-bytes-before-use"}}), "placeholder"));
+}
+
 BOOST_AUTO_TEST_CASE(secrets_never_appear_in_problems) {
   auto r = load_text("", {{"API_KEY", "short7"}});
   BOOST_REQUIRE(!r.ok());

@@ -57,6 +57,18 @@ for _ in $(seq 1 150); do
 done
 check "/health is 200 again within 10 s of the database's return, nothing written meanwhile (took ${ok:-more than 15} s)" \
   bash -c "[ -n '$ok' ] && awk -v d='$ok' 'BEGIN{exit !(d <= 10)}'"
+echo "pg_ops: backup and restore of the node's PostgreSQL database"
+root=$(cd "$(dirname "$0")/../.." && pwd)
+export DATABASE_URL="$HUB_TEST_PG_URL" PATH="$HUB_TEST_PG_BIN:$PATH"
+check "backup.sh takes the node's database from its environment, as the node does" \
+  bash -c "'$root/scripts/backup.sh' --bin '$bin' --workdir '$t' --root '$t/bk' --settings '$root/config/settings' --logs '$t/none' >'$t/bk.out' 2>&1 &&
+           grep -q '^Source: postgresql://' '$t'/bk/*/manifest.txt && grep -q '^Rows: tasks=' '$t'/bk/*/manifest.txt"
+for i in 1 2 3; do curl -s -o /dev/null -XPOST "$u/api/tasks" -H 'Content-Type: application/json' -d '{"description":"after the backup","type":"echo"}'; done
 kill -TERM "$pid"; wait "$pid"; pid=""
+bk=$(ls -d "$t"/bk/*/ | head -1)
+check "restore.sh replaces what the database holds and checks the rows against the manifest" \
+  bash -c "'$root/scripts/restore.sh' '$bk' --bin '$bin' --workdir '$t' >'$t/rs.out' 2>&1 && grep -q 'as the manifest says' '$t/rs.out'"
+check "the guide's psql < database.sql into the live database: exit 0, no ERROR" \
+  bash -c "psql -h 127.0.0.1 -p $HUB_TEST_PG_PORT -U postgres hive_test <'${bk}database.sql' >'$t/psql.out' 2>&1 && ! grep -q ERROR '$t/psql.out'"
 [ "$failed" -eq 0 ] && echo "pg_ops: all passed" || { echo "pg_ops: $failed failed"; tail -20 "$t/node.log"; }
 exit "$failed"
