@@ -17,6 +17,8 @@ id ai-orchestrator >/dev/null 2>&1 || useradd -r -s /bin/false ai-orchestrator
 mkdir -p /opt/ai-orchestrator-hub/settings /var/lib/ai-orchestrator-hub/data /var/log/ai-orchestrator-hub /etc/ai-orchestrator-hub
 install -m 0755 "$src/ai-orchestrator-hub" /opt/ai-orchestrator-hub/ai-orchestrator-hub
 [ -x "$src/hivectl" ] && install -m 0755 "$src/hivectl" /opt/ai-orchestrator-hub/hivectl
+# The CUDA backend, opened only where CUDA's libraries are installed.
+[ -f "$src/libhub_neural_cuda.so" ] && install -m 0644 "$src/libhub_neural_cuda.so" /opt/ai-orchestrator-hub/libhub_neural_cuda.so
 for f in "$settings_src"/*.toml; do
   target=/opt/ai-orchestrator-hub/settings/$(basename "$f")
   [ -e "$target" ] && [ "$(basename "$f")" != default.toml ] && continue
