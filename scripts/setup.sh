@@ -9,7 +9,7 @@ BUILD_PACKAGES=(
   libtoml11-dev libcpp-httplib-dev libboost-test-dev nlohmann-json3-dev libjwt-dev
   libcli11-dev libssl-dev libsodium-dev libncurses-dev libreadline-dev libjemalloc-dev
 )
-TEST_PACKAGES=(postgresql sqlite3 curl jq tmux iproute2 wrk procps logrotate systemd prometheus bc chromium python3 openssl)
+TEST_PACKAGES=(postgresql sqlite3 curl jq tmux iproute2 wrk procps logrotate systemd prometheus prometheus-alertmanager bc chromium python3 openssl)
 
 missing=()
 # npm fetches the dashboard's packages (gateway/web/package-lock.json); a Node.js from
