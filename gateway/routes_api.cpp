@@ -364,6 +364,7 @@ void hive_status(Context& ctx, Call& call) {
                         {"unmatched", scheduler["unmatched"]}}},
              {"queue_depth", scheduler["queue_depth"]},
              {"throughput", scheduler["throughput"]},
+             {"routing", scheduler["routing"]},
              {"latency", recent_latency()}});
 }
 
