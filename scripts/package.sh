@@ -3,9 +3,10 @@
 # (when built) the CUDA backend libhub_neural_cuda.so side by side, as the operations guide
 # unpacks it into /opt/ai-orchestrator-hub. The binary starts without CUDA; the backend is
 # opened only on hosts where CUDA's libraries are installed.
+# --no-build: package what build/ holds (the tests, which have built it already).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/build.sh
+[ "${1:-}" = --no-build ] || scripts/build.sh
 stage=$(mktemp -d)
 trap 'rm -rf "$stage"' EXIT
 cp build/ai-orchestrator-hub build/hivectl "$stage/"

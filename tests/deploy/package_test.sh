@@ -24,7 +24,8 @@ failed=0
 check() { local name=$1; shift; if out=$("$@" 2>&1); then echo "  ok    $name"; else echo "  FAIL  $name — $(tail -c 500 <<<"$out")"; failed=$((failed + 1)); fi; }
 
 cd "$root"
-check "scripts/package.sh builds the .deb" bash -c "scripts/package.sh >'$t/package.out' 2>&1"
+rm -f dist/ai-orchestrator-hub_*.deb
+check "scripts/package.sh builds the .deb" bash -c "scripts/package.sh --no-build >'$t/package.out' 2>&1 || { cat '$t/package.out'; exit 1; }"
 deb=$(ls dist/ai-orchestrator-hub_*_"$(dpkg --print-architecture)".deb 2>/dev/null | head -1)
 [ -n "$deb" ] || { echo "package_test: no .deb built"; cat "$t/package.out"; exit 1; }
 depends=$(dpkg-deb -f "$deb" Depends)
