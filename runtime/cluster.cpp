@@ -185,6 +185,17 @@ void refuse_stranger(Manager* self, const std::string& what) {
     spdlog::warn("cluster: refused {} from node {}: it has not proven it holds the cluster secret", what, who);
 }
 
+// A request about another member's actor goes on to that member's manager; its answer goes
+// straight back to the caller.
+template <class... Ts>
+caf::result<std::string> pass_on(Manager* self, const std::string& node, Ts... xs) {
+  auto it = self->state.peers.find(node);
+  if (it == self->state.peers.end() || !it->second.manager)
+    return caf::make_error(caf::sec::runtime_error, "not_found|no reachable cluster member named " + node);
+  self->delegate(it->second.manager, xs...);
+  return caf::delegated<std::string>{};
+}
+
 std::string leader_of(const ManagerState& st) {
   std::pair<int64_t, std::string> best{INT64_MAX, ""};
   if (st.status == "up") best = {st.incarnation, st.o.name};
@@ -712,14 +723,7 @@ caf::behavior node_manager(Manager* self, ClusterOptions options, caf::actor sch
       },
       [=](peer_actor_atom, const std::string& node, uint64_t id) -> caf::result<std::string> {
         if (from_stranger(self)) return refuse_stranger(self, "an actor query"), caf::make_error(caf::sec::runtime_error, "refused|not a member");
-        auto& st = self->state;
-        if (node != st.o.name) {
-          auto it = st.peers.find(node);
-          if (it == st.peers.end() || !it->second.manager)
-            return caf::make_error(caf::sec::runtime_error, "not_found|no reachable cluster member named " + node);
-          self->delegate(it->second.manager, peer_actor_atom::value, node, id);
-          return caf::delegated<std::string>{};
-        }
+        if (node != self->state.o.name) return pass_on(self, node, peer_actor_atom::value, node, id);
         auto& registry = introspection::Registry::of(self->system());
         auto detail = introspection::actor_detail(registry, id);
         if (detail.empty()) return caf::make_error(caf::sec::runtime_error, "not_found|no live actor " + std::to_string(id) + " on node " + node);
@@ -749,14 +753,7 @@ caf::behavior node_manager(Manager* self, ClusterOptions options, caf::actor sch
       },
       [=](peer_kill_atom, const std::string& node, uint64_t id) -> caf::result<std::string> {
         if (from_stranger(self)) return refuse_stranger(self, "a kill request"), caf::make_error(caf::sec::runtime_error, "refused|not a member");
-        auto& st = self->state;
-        if (node != st.o.name) {
-          auto it = st.peers.find(node);
-          if (it == st.peers.end() || !it->second.manager)
-            return caf::make_error(caf::sec::runtime_error, "not_found|no reachable cluster member named " + node);
-          self->delegate(it->second.manager, peer_kill_atom::value, node, id);
-          return caf::delegated<std::string>{};
-        }
+        if (node != self->state.o.name) return pass_on(self, node, peer_kill_atom::value, node, id);
         std::string why;
         auto killed = introspection::kill_actor(introspection::Registry::of(self->system()), id, &why);
         if (killed.empty()) return caf::make_error(caf::sec::runtime_error, why);
