@@ -77,8 +77,8 @@ void persist(TaskActor* self, runtime::WriteBatch batch, std::function<void()> t
           });
 }
 
-// Applies a transition to the record and persists it with its event.
-void transition(TaskActor* self, const std::string& to, const std::string& reason, std::function<void()> then = {}) {
+// Applies a transition to the record and adds its event to `batch` (not written yet).
+void record_transition(TaskActor* self, const std::string& to, const std::string& reason, runtime::WriteBatch& batch) {
   auto& st = self->state;
   auto now = runtime::now_ms();
   TaskEvent event{st.record.id, st.record.status, to, now, st.record.attempts, reason};
@@ -96,10 +96,20 @@ void transition(TaskActor* self, const std::string& to, const std::string& reaso
                                                         .str("reason", reason)
                                                         .done());
   if (runtime::is_terminal(to)) st.record.completed_at = now;
-  runtime::WriteBatch batch;
-  batch.task_updates.push_back(runtime::task_state(st.record));
   batch.events.push_back(std::move(event));
+}
+
+// Persists the record's state with the events recorded in `batch`.
+void persist_state(TaskActor* self, runtime::WriteBatch batch, std::function<void()> then = {}) {
+  batch.task_updates.push_back(runtime::task_state(self->state.record));
   persist(self, std::move(batch), std::move(then));
+}
+
+// Applies a transition to the record and persists it with its event.
+void transition(TaskActor* self, const std::string& to, const std::string& reason, std::function<void()> then = {}) {
+  runtime::WriteBatch batch;
+  record_transition(self, to, reason, batch);
+  persist_state(self, std::move(batch), std::move(then));
 }
 
 // Persists the record as it is, without a transition (e.g. a note on why it waits).
@@ -209,10 +219,12 @@ void time_out_attempt(TaskActor* self) {
   end_attempt(self, std::move(o));
 }
 
-void start_attempt(TaskActor* self) {
+// `batch` holds the assignment's event: assigned and running are one write.
+void start_attempt(TaskActor* self, runtime::WriteBatch batch) {
   auto& st = self->state;
   st.record.started_at = runtime::now_ms();
-  transition(self, "running", "");
+  record_transition(self, "running", "", batch);
+  persist_state(self, std::move(batch));
   auto epoch = st.attempt_epoch;
   auto ms = std::max<int64_t>(1, st.record.timeout_ms);
   // Long attempts are watched by the scheduler (overdue_atom below); short ones by CAF.
@@ -276,8 +288,9 @@ caf::behavior task_actor(TaskActor* self, TaskRecord record, caf::actor schedule
         st.record.assigned_agent = agent_id;
         if (st.record.error_type == "no_matching_agent") st.record.error_type.clear(), st.record.error_message.clear();
         st.record.attempts += 1;
-        transition(self, "assigned", "agent " + agent_id);
-        start_attempt(self);
+        runtime::WriteBatch batch;
+        record_transition(self, "assigned", "agent " + agent_id, batch);
+        start_attempt(self, std::move(batch));
       },
       [=](no_match_atom, bool unmatched) {
         auto& r = self->state.record;

@@ -71,6 +71,11 @@ CREATE TABLE revocations (kind TEXT NOT NULL, subject TEXT NOT NULL, at BIGINT N
   PRIMARY KEY (kind, subject));
 CREATE INDEX idx_revocations_at ON revocations(at);
 )sql",
+    // 7: a task's events trail in its own row (one JSON object per line; json_columns.hpp).
+    // Older events stay in task_events and are read before the trail.
+    R"sql(
+ALTER TABLE tasks ADD COLUMN events TEXT NOT NULL DEFAULT '';
+)sql",
 };
 
 // Epoch milliseconds of a timestamptz column, for SELECT lists.
@@ -228,15 +233,16 @@ const std::vector<Prepared> kWriterStatements = {
     {"insert_tasks",
      "INSERT INTO tasks(id, title, description, type, priority, required_capabilities, payload, status, attempts, "
      "max_attempts, timeout_ms, idempotency_key, assigned_agent, node, result, error_type, error_message, created_at, "
-     "updated_at, started_at, completed_at, lease_owner, lease_expires_at, inferred) SELECT id, title, description, type, priority, "
-     "required_capabilities, payload, status, attempts, max_attempts, timeout_ms, idempotency_key, assigned_agent, node, "
-     "result, error_type, error_message, created_at, updated_at, started_at, completed_at, NULLIF(node, ''), "
-     "lease_expires_at, inferred FROM "
+     "updated_at, started_at, completed_at, lease_owner, lease_expires_at, inferred, events) SELECT id, title, description, "
+     "type, priority, required_capabilities, payload, status, attempts, max_attempts, timeout_ms, idempotency_key, "
+     "assigned_agent, node, result, error_type, error_message, created_at, updated_at, started_at, completed_at, "
+     "NULLIF(node, ''), lease_expires_at, inferred, COALESCE(events, '') FROM "
      "jsonb_to_recordset($1::jsonb) AS x(id uuid, title text, description text, type text, priority text, "
      "required_capabilities jsonb, payload jsonb, status text, attempts int, max_attempts int, timeout_ms bigint, "
      "idempotency_key text, assigned_agent text, node text, result jsonb, error_type text, error_message text, "
      "created_at timestamptz, updated_at timestamptz, started_at timestamptz, completed_at timestamptz, "
-     "lease_expires_at timestamptz, inferred jsonb) ON CONFLICT (id) DO UPDATE SET status = EXCLUDED.status, attempts = "
+     "lease_expires_at timestamptz, inferred jsonb, events text) ON CONFLICT (id) DO UPDATE SET events = tasks.events || "
+     "EXCLUDED.events, status = EXCLUDED.status, attempts = "
      "EXCLUDED.attempts, assigned_agent = EXCLUDED.assigned_agent, node = EXCLUDED.node, result = EXCLUDED.result, "
      "error_type = EXCLUDED.error_type, error_message = EXCLUDED.error_message, updated_at = EXCLUDED.updated_at, "
      "started_at = EXCLUDED.started_at, completed_at = EXCLUDED.completed_at, lease_owner = EXCLUDED.lease_owner, "
@@ -246,17 +252,17 @@ const std::vector<Prepared> kWriterStatements = {
      "UPDATE tasks t SET status = x.status, attempts = x.attempts, assigned_agent = x.assigned_agent, node = x.node, "
      "result = x.result, error_type = x.error_type, error_message = x.error_message, updated_at = x.updated_at, "
      "started_at = x.started_at, completed_at = x.completed_at, lease_owner = NULLIF(x.node, ''), lease_expires_at = "
-     "x.lease_expires_at FROM jsonb_to_recordset($1::jsonb) AS x(id uuid, status text, attempts int, assigned_agent "
-     "text, node text, result jsonb, error_type text, error_message text, updated_at timestamptz, started_at "
-     "timestamptz, completed_at timestamptz, lease_expires_at timestamptz) WHERE t.id = x.id AND (t.lease_owner IS NULL "
+     "x.lease_expires_at, events = t.events || COALESCE(x.events, '') FROM jsonb_to_recordset($1::jsonb) AS x(id uuid, "
+     "status text, attempts int, assigned_agent text, node text, result jsonb, error_type text, error_message text, "
+     "updated_at timestamptz, started_at timestamptz, completed_at timestamptz, lease_expires_at timestamptz, events "
+     "text) WHERE t.id = x.id AND (t.lease_owner IS NULL "
      "OR t.lease_owner = x.node)"},
     {"renew_leases",
      "UPDATE tasks SET lease_expires_at = $2 WHERE lease_owner = $1 AND status IN ('pending', 'assigned', 'running')"},
-    {"insert_events",
-     "INSERT INTO task_events(task_id, from_status, to_status, at, attempt, reason) SELECT task_id, from_status, "
-     "to_status, at, attempt, reason FROM jsonb_to_recordset($1::jsonb) AS x(task_id uuid, from_status text, "
-     "to_status text, at timestamptz, attempt int, reason text) WHERE $2 = '' OR EXISTS (SELECT 1 FROM tasks t WHERE "
-     "t.id = x.task_id AND (t.lease_owner IS NULL OR t.lease_owner = '' OR t.lease_owner = $2))"},
+    // Events of tasks whose state the batch does not write, fenced like a state update.
+    {"append_events",
+     "UPDATE tasks t SET events = t.events || x.events FROM jsonb_to_recordset($1::jsonb) AS x(id uuid, events text) "
+     "WHERE t.id = x.id AND ($2 = '' OR t.lease_owner IS NULL OR t.lease_owner = '' OR t.lease_owner = $2)"},
     {"expire_leases",
      "UPDATE tasks SET lease_expires_at = $2 WHERE lease_owner = $1 AND status IN ('pending', 'assigned', 'running')"},
 };
@@ -439,26 +445,36 @@ std::optional<StoreError> PgStore::write(const WriteBatch& batch) {
     for (size_t i = 0; i < records.size(); ++i) last[records[i].id] = i;
     return last;
   };
+  // Each task's new events, appended by the first statement below that writes its row.
+  std::unordered_map<std::string_view, std::string> trails;
+  for (const auto& e : batch.events) append_event_line(trails[e.task_id], e);
+  auto with_trail = [&](json row, const std::string& id) {
+    if (auto it = trails.find(id); it != trails.end()) {
+      row["events"] = std::move(it->second);
+      trails.erase(it);
+    }
+    return row;
+  };
   if (!batch.tasks.empty()) {
     auto last = last_of(batch.tasks);
     json rows = json::array();
     for (size_t i = 0; i < batch.tasks.size(); ++i)
-      if (last[batch.tasks[i].id] == i) rows.push_back(task_row(batch.tasks[i], lease_until));
+      if (last[batch.tasks[i].id] == i) rows.push_back(with_trail(task_row(batch.tasks[i], lease_until), batch.tasks[i].id));
     if (!w.run("insert_tasks", Params().add(dump(rows))).ok()) return fail("tasks: " + w.error());
   }
   if (!batch.task_updates.empty()) {
     auto last = last_of(batch.task_updates);
     json rows = json::array();
     for (size_t i = 0; i < batch.task_updates.size(); ++i)
-      if (last[batch.task_updates[i].id] == i) rows.push_back(task_state_row(batch.task_updates[i], lease_until));
+      if (last[batch.task_updates[i].id] == i)
+        rows.push_back(with_trail(task_state_row(batch.task_updates[i], lease_until), batch.task_updates[i].id));
     if (!w.run("update_tasks", Params().add(dump(rows))).ok()) return fail("task updates: " + w.error());
   }
-  if (!batch.events.empty()) {
+  int64_t written = int64_t(batch.tasks.size() + batch.task_updates.size() + trails.size() + batch.agents.size() + batch.audit.size());
+  if (!trails.empty()) {
     json rows = json::array();
-    for (const auto& e : batch.events)
-      rows.push_back({{"task_id", e.task_id}, {"from_status", e.from}, {"to_status", e.to}, {"at", rfc3339(e.at)},
-                      {"attempt", e.attempt}, {"reason", e.reason}});
-    if (!w.run("insert_events", Params().add(dump(rows)).add(node_)).ok()) return fail("task events: " + w.error());
+    for (auto& [id, trail] : trails) rows.push_back({{"id", id}, {"events", std::move(trail)}});
+    if (!w.run("append_events", Params().add(dump(rows)).add(node_)).ok()) return fail("task events: " + w.error());
   }
   for (const auto& a : batch.agents) {
     Params p;
@@ -490,7 +506,7 @@ std::optional<StoreError> PgStore::write(const WriteBatch& batch) {
   double elapsed = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - started).count();
   std::lock_guard<std::mutex> lock(impl_->stats_mutex);
   ++impl_->stats.writes;
-  impl_->stats.rows_written += int64_t(batch.size());
+  impl_->stats.rows_written += written;
   impl_->stats.last_commit_ms = elapsed;
   impl_->stats.total_commit_ms += elapsed;
   impl_->stats.last_write_failed = false;
@@ -511,6 +527,8 @@ std::vector<TaskEvent> PgStore::task_events(const std::string& id) {
                         Params().add(id));
   for (int i = 0; i < r.rows(); ++i)
     out.push_back({id, r.text(i, 0), r.text(i, 1), r.integer(i, 2), int32_t(r.integer(i, 3)), r.text(i, 4)});
+  auto trail = impl_->query("SELECT events FROM tasks WHERE id = $1", Params().add(id));
+  if (trail.rows() > 0) parse_event_lines(id, trail.text(0, 0), out);
   return out;
 }
 

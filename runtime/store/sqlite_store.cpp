@@ -141,6 +141,12 @@ CREATE TABLE revocations (
 );
 CREATE INDEX idx_revocations_at ON revocations(at);
 )sql",
+    // 8: a task's events trail in its own row (one JSON object per line), so a transition is
+    // written with the task's state instead of as a row of its own. Older events stay in
+    // task_events and are read before the trail.
+    R"sql(
+ALTER TABLE tasks ADD COLUMN events TEXT NOT NULL DEFAULT '';
+)sql",
 };
 
 class Db {
@@ -244,6 +250,11 @@ void make_private(const std::string& path, bool create) {
 std::unique_ptr<Db> open_db(const std::string& path, int flags, int busy_timeout_ms, std::string& error) {
   if (flags & SQLITE_OPEN_CREATE) make_private(path, true);
   sqlite3* raw = nullptr;
+  // Every connection is used by one thread at a time, so SQLite's own memory accounting (a
+  // global mutex on every allocation) buys nothing; it can only be turned off before SQLite
+  // initializes, which the first open does.
+  static const bool configured = [] { return sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0) == SQLITE_OK; }();
+  (void)configured;
   int rc = sqlite3_open_v2(path.c_str(), &raw, flags | SQLITE_OPEN_NOMUTEX, nullptr);
   auto db = std::make_unique<Db>(raw);
   if (rc != SQLITE_OK) {
@@ -270,7 +281,7 @@ struct SqliteStore::Impl {
   std::string path;
   int busy_timeout_ms = 30000;
   std::unique_ptr<Db> writer;
-  std::unique_ptr<Stmt> upsert_task, update_task, insert_event, upsert_agent, insert_audit;
+  std::unique_ptr<Stmt> upsert_task, update_task, append_events, upsert_agent, insert_audit;
   // Users and sessions write through a connection of their own, serialized here.
   std::mutex auth_mutex;
   std::unique_ptr<Db> auth_db;
@@ -361,9 +372,9 @@ std::optional<StoreError> SqliteStore::open(const std::string& path, int busy_ti
         db,
         "INSERT INTO tasks(id, title, description, type, priority, required_capabilities, payload, status, attempts, "
         "max_attempts, timeout_ms, idempotency_key, assigned_agent, node, result, error_type, error_message, "
-        "created_at, updated_at, started_at, completed_at, lease_owner, lease_expires_at, inferred) VALUES (?1, ?2, ?3, ?4, ?5, "
-        "?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, NULLIF(?14, ''), ?22, NULLIF(?23, '')) ON CONFLICT(id) DO UPDATE "
-        "SET status = excluded.status, attempts = excluded.attempts, assigned_agent = excluded.assigned_agent, "
+        "created_at, updated_at, started_at, completed_at, lease_owner, lease_expires_at, inferred, events) VALUES (?1, ?2, ?3, "
+        "?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, NULLIF(?14, ''), ?22, NULLIF(?23, ''), "
+        "?24) ON CONFLICT(id) DO UPDATE SET events = tasks.events || excluded.events, status = excluded.status, attempts = excluded.attempts, assigned_agent = excluded.assigned_agent, "
         "node = excluded.node, result = excluded.result, error_type = excluded.error_type, error_message = "
         "excluded.error_message, updated_at = excluded.updated_at, started_at = excluded.started_at, completed_at = "
         "excluded.completed_at, lease_owner = excluded.lease_owner, lease_expires_at = excluded.lease_expires_at "
@@ -372,11 +383,12 @@ std::optional<StoreError> SqliteStore::open(const std::string& path, int busy_ti
         db,
         "UPDATE tasks SET status = ?2, attempts = ?3, assigned_agent = ?4, node = ?5, result = ?6, error_type = ?7, "
         "error_message = ?8, updated_at = ?9, started_at = ?10, completed_at = ?11, lease_owner = NULLIF(?5, ''), "
-        "lease_expires_at = ?12 WHERE id = ?1 AND (lease_owner IS NULL OR lease_owner = ?5)");
+        "lease_expires_at = ?12, events = events || ?13 WHERE id = ?1 AND (lease_owner IS NULL OR lease_owner = ?5)");
     impl_->insert_audit = std::make_unique<Stmt>(
         db, "INSERT INTO audit_log(at, actor, role, action, resource, status, request_id, client) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)");
-    impl_->insert_event = std::make_unique<Stmt>(
-        db, "INSERT INTO task_events(task_id, from_status, to_status, at, attempt, reason) VALUES (?1, ?2, ?3, ?4, ?5, ?6)");
+    // Events of a task whose state this batch does not write (fenced like a state update).
+    impl_->append_events = std::make_unique<Stmt>(
+        db, "UPDATE tasks SET events = events || ?2 WHERE id = ?1 AND (?3 = '' OR lease_owner IS NULL OR lease_owner = ?3)");
     impl_->upsert_agent = std::make_unique<Stmt>(
         db,
         "INSERT INTO agents(id, name, type, specialization, state, capabilities, max_concurrent_tasks, executor, node, "
@@ -413,6 +425,16 @@ std::optional<StoreError> SqliteStore::write(const WriteBatch& batch) {
     s.reset();
     return rc == SQLITE_DONE;
   };
+  // Each task's new events, to be appended by the first write of its row below.
+  std::unordered_map<std::string_view, std::string> trails;
+  for (const auto& e : batch.events) append_event_line(trails[e.task_id], e);
+  auto take_trail = [&](const std::string& id) {
+    auto it = trails.find(id);
+    if (it == trails.end()) return std::string();
+    auto text = std::move(it->second);
+    trails.erase(it);
+    return text;
+  };
   for (const auto& t : batch.tasks) {
     auto& s = *impl_->upsert_task;
     s.text(1, t.id);
@@ -438,6 +460,7 @@ std::optional<StoreError> SqliteStore::write(const WriteBatch& batch) {
     s.time_or_null(21, t.completed_at);
     s.time_or_null(22, is_terminal(t.status) ? 0 : lease_until);
     s.text(23, t.inferred_json);
+    s.text(24, take_trail(t.id));
     if (!step(s)) return fail(std::string("task ") + t.id + ": " + sqlite3_errmsg(db));
   }
   // Several transitions of one task in one commit: only its last state needs writing.
@@ -459,17 +482,16 @@ std::optional<StoreError> SqliteStore::write(const WriteBatch& batch) {
     s.time_or_null(10, t.started_at);
     s.time_or_null(11, t.completed_at);
     s.time_or_null(12, is_terminal(t.status) ? 0 : lease_until);
+    s.text(13, take_trail(t.id));
     if (!step(s)) return fail(std::string("task ") + t.id + ": " + sqlite3_errmsg(db));
   }
-  for (const auto& e : batch.events) {
-    auto& s = *impl_->insert_event;
-    s.text(1, e.task_id);
-    s.text(2, e.from);
-    s.text(3, e.to);
-    s.text(4, rfc3339(e.at));
-    s.integer(5, e.attempt);
-    s.text(6, e.reason);
-    if (!step(s)) return fail(std::string("event of ") + e.task_id + ": " + sqlite3_errmsg(db));
+  int64_t rows = int64_t(batch.tasks.size() + last_update.size() + trails.size() + batch.agents.size() + batch.audit.size());
+  for (auto& [id, trail] : trails) {
+    auto& s = *impl_->append_events;
+    s.text(1, std::string(id));
+    s.text(2, trail);
+    s.text(3, node_);
+    if (!step(s)) return fail("events of " + std::string(id) + ": " + sqlite3_errmsg(db));
   }
   for (const auto& a : batch.agents) {
     auto& s = *impl_->upsert_agent;
@@ -508,7 +530,7 @@ std::optional<StoreError> SqliteStore::write(const WriteBatch& batch) {
   std::lock_guard<std::mutex> lock(impl_->stats_mutex);
   ++impl_->stats.writes;
   impl_->stats.last_write_failed = false;
-  impl_->stats.rows_written += int64_t(batch.size());
+  impl_->stats.rows_written += rows;
   impl_->stats.last_commit_ms = ms;
   impl_->stats.total_commit_ms += ms;
   return std::nullopt;
@@ -530,6 +552,9 @@ std::vector<TaskEvent> SqliteStore::task_events(const std::string& id) {
   while (sqlite3_step(s.get()) == SQLITE_ROW)
     out.push_back({id, column_text(s.get(), 0), column_text(s.get(), 1), column_time(s.get(), 2),
                    sqlite3_column_int(s.get(), 3), column_text(s.get(), 4)});
+  Stmt trail(db.get(), "SELECT events FROM tasks WHERE id = ?1");
+  trail.text(1, id);
+  if (sqlite3_step(trail.get()) == SQLITE_ROW) parse_event_lines(id, column_text(trail.get(), 0), out);
   return out;
 }
 

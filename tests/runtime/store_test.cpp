@@ -60,7 +60,7 @@ BOOST_FIXTURE_TEST_CASE(migrations_create_the_guide_schema_and_reopen_cleanly, F
   sqlite3_finalize(s);
   sqlite3_prepare_v2(db, "SELECT MAX(version) FROM schema_migrations", -1, &s, nullptr);
   BOOST_TEST(sqlite3_step(s) == SQLITE_ROW);
-  BOOST_TEST(sqlite3_column_int(s, 0) == 7);
+  BOOST_TEST(sqlite3_column_int(s, 0) == 8);
   sqlite3_finalize(s);
   // The lease index holds tasks that have a lease, and says so without an IN list.
   sqlite3_prepare_v2(db, "SELECT sql FROM sqlite_master WHERE name = 'idx_tasks_lease'", -1, &s, nullptr);
@@ -182,6 +182,40 @@ BOOST_FIXTURE_TEST_CASE(leases_keep_tasks_with_their_node_until_it_stops_renewin
   mine.status = "running";
   BOOST_REQUIRE(!store->write({{}, {mine}, {}, {}, {}}));
   BOOST_TEST(store->task(mine.id)->status == "running");
+}
+
+BOOST_FIXTURE_TEST_CASE(a_tasks_events_travel_in_its_row_in_order_and_fenced, Fixture) {
+  auto t = make_task();
+  t.node = "node-a";
+  auto at = now_ms();
+  WriteBatch b;
+  b.tasks.push_back(t);
+  b.events.push_back({t.id, "", "pending", at, 0, "submitted"});
+  BOOST_REQUIRE(!store->write(b));
+  auto running = t;
+  running.status = "running", running.attempts = 1, running.assigned_agent = "agent-1";
+  WriteBatch c;  // a state update with two events: one row
+  c.task_updates.push_back(task_state(running));
+  c.events.push_back({t.id, "pending", "assigned", at + 1, 1, "agent agent-1"});
+  c.events.push_back({t.id, "assigned", "running", at + 2, 1, "quote \" and\nnewline"});
+  BOOST_REQUIRE(!store->write(c));
+  WriteBatch d;  // events alone (no state in the batch) land too
+  d.events.push_back({t.id, "running", "running", at + 3, 1, "note"});
+  BOOST_REQUIRE(!store->write(d));
+  BOOST_TEST(store->stats().rows_written == 3);
+  auto events = store->task_events(t.id);
+  BOOST_REQUIRE(events.size() == 4u);
+  BOOST_TEST(events[0].to == "pending");
+  BOOST_TEST(events[1].reason == "agent agent-1");
+  BOOST_TEST(events[2].reason == "quote \" and\nnewline");
+  BOOST_TEST(events[2].at == at + 2);
+  BOOST_TEST(events[3].attempt == 1);
+  // Another node's events for a task whose lease node-a holds are not written.
+  store->set_node("node-b");
+  WriteBatch e;
+  e.events.push_back({t.id, "running", "completed", at + 4, 1, "late"});
+  BOOST_REQUIRE(!store->write(e));
+  BOOST_TEST(store->task_events(t.id).size() == 4u);
 }
 
 BOOST_FIXTURE_TEST_CASE(concurrent_claimers_never_take_the_same_task, Fixture) {
