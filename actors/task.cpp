@@ -23,6 +23,7 @@
 #include <functional>
 #include <map>
 #include <random>
+#include <unordered_map>
 
 namespace hub::actors {
 
@@ -139,19 +140,32 @@ std::string type_label(const std::string& type) {
   return type == "echo" || type == "sleep" || type == "fail" || type == "hash" || type == "crash" ? type : "other";
 }
 
+// The registry's children live as long as the process: each thread looks a label set up once.
+struct FinishMetrics {
+  runtime::metrics::Counter* finished;
+  runtime::metrics::Histogram* duration;
+};
+
 void record_finish(const TaskRecord& r) {
   namespace m = runtime::metrics::names;
   auto& registry = runtime::metrics::Registry::global();
-  registry
-      .counter(m::tasks_finished, "Tasks that reached a terminal status, by status, priority and type",
-               {{"priority", r.priority}, {"status", r.status}, {"type", type_label(r.type)}})
-      .inc();
-  registry
-      .histogram(m::task_duration, "Time from submission to the terminal status in seconds, by status",
-                 runtime::metrics::duration_buckets(), {{"status", r.status}})
-      .observe(double(std::max<int64_t>(0, r.completed_at - r.created_at)) / 1000.0);
-  registry.histogram(m::task_attempts, "Attempts a task took until its terminal status", runtime::metrics::count_buckets())
-      .observe(double(r.attempts));
+  thread_local std::unordered_map<std::string, FinishMetrics> known;
+  thread_local auto* attempts = &registry.histogram(m::task_attempts, "Attempts a task took until its terminal status",
+                                                    runtime::metrics::count_buckets());
+  auto type = type_label(r.type);
+  auto key = r.priority + '\n' + r.status + '\n' + type;
+  auto it = known.find(key);
+  if (it == known.end()) {
+    FinishMetrics found{
+        &registry.counter(m::tasks_finished, "Tasks that reached a terminal status, by status, priority and type",
+                          {{"priority", r.priority}, {"status", r.status}, {"type", type}}),
+        &registry.histogram(m::task_duration, "Time from submission to the terminal status in seconds, by status",
+                            runtime::metrics::duration_buckets(), {{"status", r.status}})};
+    it = known.emplace(std::move(key), found).first;
+  }
+  it->second.finished->inc();
+  it->second.duration->observe(double(std::max<int64_t>(0, r.completed_at - r.created_at)) / 1000.0);
+  attempts->observe(double(r.attempts));
 }
 
 void finish_actor(TaskActor* self) {

@@ -48,7 +48,7 @@ struct LoggingConfig {
 
 struct PerformanceConfig {
   int cpu_cores = 0;  // 0: "auto", all cores
-  std::string scheduler_policy = "stealing";
+  std::string scheduler_policy = "sharing";
   int64_t memory_limit_mb = 0;  // 0: no limit
   int circuit_breaker_failure_threshold = 5;
   int circuit_breaker_recovery_timeout_ms = 30000;

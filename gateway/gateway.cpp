@@ -77,14 +77,25 @@ std::string request_id_of(const httplib::Request& req) {
 void record_request(const std::string& route, const std::string& method, int status,
                     std::chrono::steady_clock::time_point started) {
   namespace m = runtime::metrics::names;
-  auto& registry = runtime::metrics::Registry::global();
   double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
-  registry.counter(m::http_requests, "HTTP requests answered, by route, method and status code",
-                   {{"code", std::to_string(status)}, {"method", method}, {"route", route}})
-      .inc();
-  registry.histogram(m::http_duration, "HTTP request handling time in seconds, by route",
-                     runtime::metrics::latency_buckets(), {{"route", route}})
-      .observe(seconds);
+  // The registry's children live as long as the process: each thread looks a label set up once.
+  struct Children {
+    runtime::metrics::Counter* requests;
+    runtime::metrics::Histogram* duration;
+  };
+  thread_local std::unordered_map<std::string, Children> known;
+  auto key = route + '\n' + method + '\n' + std::to_string(status);
+  auto it = known.find(key);
+  if (it == known.end()) {
+    auto& registry = runtime::metrics::Registry::global();
+    Children found{&registry.counter(m::http_requests, "HTTP requests answered, by route, method and status code",
+                                     {{"code", std::to_string(status)}, {"method", method}, {"route", route}}),
+                   &registry.histogram(m::http_duration, "HTTP request handling time in seconds, by route",
+                                       runtime::metrics::latency_buckets(), {{"route", route}})};
+    it = known.emplace(std::move(key), found).first;
+  }
+  it->second.requests->inc();
+  it->second.duration->observe(seconds);
 }
 
 void add_cors(const Context& ctx, const httplib::Request& req, httplib::Response& res) {

@@ -1,7 +1,14 @@
 #!/usr/bin/env bash
 # Benchmarks: a table on stdout and one JSON line per figure (prefixed "BENCH ").
-#   scripts/bench.sh [FIGURE...]     default: all of them
+#   scripts/bench.sh [FIGURE...]     default: all of them but peer (minutes: name it)
 # Figures: caf_request_response tasks_inproc tasks_http tasks_http_batch pending_memory restart_recovery
+#          tasks_http_sequential (one client, one task per request, keep-alive: sqlite_synchronous normal, and full
+#          next to a bare write+fdatasync loop in the node's data directory; the client's own ceiling against bare
+#          cpp-httplib beside it; BENCH_SEQ_TASKS, default 20000)
+#          peer = peer_submit_loop peer_end_to_end peer_batch peer_latency_p99 peer_pending_memory: hub / Celery 5 on
+#          Redis 7 (tests/bench/peer/; hub normal vs Redis appendonly everysec, both defaults beside it; several
+#          minutes; BENCH_PEER_TASKS, default 20000, BENCH_PEER_PENDING, default 100000, BENCH_PEER_RATE/s,
+#          default 500, for BENCH_PEER_SECONDS, default 5)
 #          metrics_scrape auth_overhead health_under_attack (/health p99 under slowloris + logins + long-polls)
 #          breaker_overhead (BENCH_BREAKER_TASKS, default 50000, x3 rounds each way)
 #          durable = pg_tasks_durable sqlite_tasks_durable pg_enqueue_start_latency (BENCH_DURABLE_TASKS, default
@@ -15,7 +22,7 @@
 # BENCH_RECOVERY (default 1000000), BENCH_SECONDS (wrk duration, default 10).
 set -uo pipefail
 cd "$(dirname "$0")/.."
-scripts/setup.sh >/dev/null
+scripts/setup.sh --bench >/dev/null
 scripts/build.sh >/dev/null || { echo "bench: build failed"; exit 1; }
 command -v wrk >/dev/null || { echo "bench: needs wrk"; exit 2; }
 
@@ -102,6 +109,39 @@ run_http() {
   figure tasks_http_batch "$(printf %.0f "$tps")" "tasks/s" ">= 100000" \
     "$(jq -c --argjson t "$tps" '{figure:"tasks_http_batch", tasks_per_second:$t, requests:., target_tasks_per_second:100000}' <<<"$r_batch")"
   kill -TERM "$node"; wait "$node" 2>/dev/null
+}
+
+# One client, one task per request: the figure of a user's script (tests/bench/http_sequential.py).
+run_http_sequential() {
+  local r
+  r=$(python3 tests/bench/http_sequential.py "$BIN" "$B" "$T/sequential" | tail -1)
+  [ -n "$r" ] || { echo "bench: tasks_http_sequential failed (logs: $T/sequential)"; return; }
+  figure tasks_http_sequential "$(printf %.0f "$(jqv "$r" .normal_tasks_per_second)")" "tasks/s" \
+    ">= 5000 (sqlite_synchronous normal; client ceiling $(printf %.0f "$(jqv "$r" .client_ceiling.requests_per_second)") req/s)" \
+    "$(jq -c '{figure:"tasks_http_sequential", tasks_per_second:.normal_tasks_per_second, hub:.normal, client_ceiling,
+               target_tasks_per_second:.target_normal_tasks_per_second}' <<<"$r")"
+  figure tasks_http_sequential_full "$(printf %.2f "$(jqv "$r" .full_ratio_to_fsync_loop)")" "x fsync" \
+    ">= 0.80 (full $(printf %.0f "$(jqv "$r" .full_tasks_per_second)") tasks/s; write+fdatasync loop $(printf %.0f "$(jqv "$r" .fsync_loop.ops_per_second)") ops/s)" \
+    "$(jq -c '{figure:"tasks_http_sequential_full", ratio:.full_ratio_to_fsync_loop, tasks_per_second:.full_tasks_per_second,
+               hub:.full, fsync_loop, client_ceiling, target_ratio:.target_full_ratio_to_fsync_loop}' <<<"$r")"
+}
+
+# The hub next to Celery 5 on Redis 7, same tasks, same machine, same run (tests/bench/peer/; Celery
+# is Debian's, for /usr/bin/python3). Each row: hub normal / Redis AOF everysec, both defaults beside it.
+run_peer() {
+  local out durable defaults m
+  out=$(/usr/bin/python3 tests/bench/peer/peer_bench.py "$BIN" "$T/peer")
+  grep '^BENCH {"figure": "peer",' <<<"$out"
+  durable=$(sed -n 's/^BENCH \(.*"pair": "durable".*\)/\1/p' <<<"$out")
+  defaults=$(sed -n 's/^BENCH \(.*"pair": "defaults".*\)/\1/p' <<<"$out")
+  [ -n "$durable" ] && [ -n "$defaults" ] || { echo "bench: peer failed (logs: $T/peer)"; return; }
+  for m in submit_loop end_to_end batch latency_p99 pending_memory; do
+    figure "peer_$m" "$(jqv "$durable" ".$m.ratio")" "x celery" \
+      "$(jqv "$durable" ".$m.target") (hub $(jqv "$durable" ".$m.hub") vs $(jqv "$durable" ".$m.celery") $(jqv "$durable" ".$m.unit"); defaults: $(jqv "$defaults" ".$m.ratio")x)" \
+      "$(jq -nc --arg m "$m" --argjson d "$durable" --argjson f "$defaults" \
+        '{figure:("peer_" + $m), ratio:$d[$m].ratio, target:$d[$m].target, durable:($d[$m] + {hub_config:$d.hub, celery_config:$d.celery}),
+          defaults:($f[$m] + {hub_config:$f.hub, celery_config:$f.celery})}')"
+  done
 }
 
 run_pending() {
@@ -347,13 +387,15 @@ run_cluster() {
 }
 
 want=("$@")
-[ ${#want[@]} -eq 0 ] && want=(caf_request_response tasks_inproc tasks_http pending_memory restart_recovery metrics_scrape auth_overhead health_under_attack breaker_overhead
+[ ${#want[@]} -eq 0 ] && want=(caf_request_response tasks_inproc tasks_http tasks_http_sequential pending_memory restart_recovery metrics_scrape auth_overhead health_under_attack breaker_overhead
                                durable cluster mlp_train routing_quality actors_list instrumentation_overhead trace_overhead top_cpu)
 for f in "${want[@]}"; do
   case "$f" in
     caf_request_response) run_caf ;;
     tasks_inproc) run_inproc ;;
     tasks_http|tasks_http_batch) run_http ;;
+    tasks_http_sequential|tasks_http_sequential_full) run_http_sequential ;;
+    peer|peer_submit_loop|peer_end_to_end|peer_batch|peer_latency_p99|peer_pending_memory) run_peer ;;
     pending_memory) run_pending ;;
     restart_recovery) run_recovery ;;
     metrics_scrape) run_scrape ;;

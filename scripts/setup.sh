@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Installs (idempotently) every Debian package the build and the tests need. Quick when
-# everything is there already: apt-get runs only for what is missing.
+# Installs (idempotently) every Debian package the build and the tests need; with --bench, also
+# those that only scripts/bench.sh needs. Quick when everything is there already: apt-get runs
+# only for what is missing.
+#   scripts/setup.sh [--bench]
 set -euo pipefail
 
 BUILD_PACKAGES=(
@@ -10,12 +12,21 @@ BUILD_PACKAGES=(
   libcli11-dev libssl-dev libsodium-dev libncurses-dev libreadline-dev libjemalloc-dev
 )
 TEST_PACKAGES=(postgresql sqlite3 curl jq tmux iproute2 wrk procps logrotate systemd prometheus prometheus-alertmanager bc chromium python3 openssl)
+# The peer benchmark (tests/bench/peer/): Celery 5 on Redis 7, for Debian's /usr/bin/python3.
+BENCH_PACKAGES=(python3-celery python3-redis redis-server)
+
+wanted=("${BUILD_PACKAGES[@]}" "${TEST_PACKAGES[@]}")
+case "${1:-}" in
+  "") ;;
+  --bench) wanted+=("${BENCH_PACKAGES[@]}") ;;
+  *) echo "usage: scripts/setup.sh [--bench]" >&2; exit 2 ;;
+esac
 
 missing=()
 # npm fetches the dashboard's packages (gateway/web/package-lock.json); a Node.js from
 # elsewhere that brings its own npm is fine.
 command -v npm >/dev/null || missing+=(npm)
-for p in "${BUILD_PACKAGES[@]}" "${TEST_PACKAGES[@]}"; do
+for p in "${wanted[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
 if [ ${#missing[@]} -eq 0 ]; then

@@ -9,6 +9,7 @@
 //   hub_bench raw_insert N DIR|URL  N task rows written straight through the store in batches of 1000 (no actors)
 //   hub_bench latency N DIR|URL RATE   N tasks submitted one by one at RATE/s: enqueue -> start p50/p99
 #include "actors/scheduler.hpp"
+#include "config/config.hpp"
 #include "actors/task_protocol.hpp"
 #include "runtime/instrumented.hpp"
 #include "runtime/introspection.hpp"
@@ -38,6 +39,12 @@ using json = nlohmann::json;
 using Clock = std::chrono::steady_clock;
 
 namespace {
+
+// The node's default actor scheduler policy ([performance] scheduler_policy); BENCH_POLICY overrides it.
+std::string scheduler_policy() {
+  const char* p = std::getenv("BENCH_POLICY");
+  return p && *p ? p : config::Config{}.performance.scheduler_policy;
+}
 
 double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
 
@@ -74,7 +81,7 @@ struct Hub {
 
   Hub(const std::string& dir, int threads, std::vector<std::string> pool, int live, bool breakers = true)
       : store(open_bench_store(dir)),
-        cfg(threads, "stealing"),
+        cfg(threads, scheduler_policy()),
         system(cfg) {
     store_actor = runtime::spawn_store_actor(system, *store);
     actors::SchedulerOptions options;
@@ -254,7 +261,7 @@ struct PongState {};
 // instrumented: the answering actor is a runtime::Instrumented one (registry entry, counters,
 // handling time, mailbox size per message), as every actor of the node is.
 int caf_rr(int n, bool instrumented) {
-  runtime::HubActorConfig cfg(int(std::max(1u, std::thread::hardware_concurrency())), "stealing");
+  runtime::HubActorConfig cfg(int(std::max(1u, std::thread::hardware_concurrency())), scheduler_policy());
   caf::actor_system system{cfg};
   auto pong = instrumented ? system.spawn([](runtime::Instrumented<PongState>* self) -> caf::behavior {
     self->describe("pong", "");
