@@ -204,8 +204,11 @@ int latency(int n, const std::string& where, double rate) {
     if (auto t = hub.store->task(id)) waits.push_back(double(t->started_at - t->created_at));
   std::sort(waits.begin(), waits.end());
   auto at = [&](double q) { return waits.empty() ? 0.0 : waits[std::min(waits.size() - 1, size_t(q * double(waits.size())))]; };
+  auto stats = hub.store->stats();
   std::cout << json{{"backend", hub.store->backend()}, {"tasks", n}, {"rate_per_second", rate}, {"p50_ms", at(0.50)},
-                    {"p99_ms", at(0.99)}, {"max_ms", waits.empty() ? 0.0 : waits.back()}}
+                    {"p99_ms", at(0.99)}, {"max_ms", waits.empty() ? 0.0 : waits.back()}, {"commits", stats.writes},
+                    {"mean_commit_ms", stats.total_commit_ms / double(std::max<int64_t>(1, stats.writes))},
+                    {"rows_per_commit", double(stats.rows_written) / double(std::max<int64_t>(1, stats.writes))}}
                    .dump()
             << std::endl;
   return 0;
