@@ -1,6 +1,7 @@
 #include "runtime/store/pg_store.hpp"
 
 #include "runtime/clock.hpp"
+#include "runtime/json_text.hpp"
 #include "runtime/store/json_columns.hpp"
 
 #include <libpq-fe.h>
@@ -277,45 +278,53 @@ const std::vector<Prepared> kWriterStatements = {
      "UPDATE tasks SET lease_expires_at = $2 WHERE lease_owner = $1 AND status IN ('pending', 'assigned', 'running')"},
 };
 
-json or_null(const std::string& v) { return v.empty() ? json() : json(v); }
-json time_or_null(int64_t ms_value) { return ms_value > 0 ? json(rfc3339(ms_value)) : json(); }
+// Rows travel as JSON text written straight into one string (no tree per row: building and
+// dumping nlohmann objects was most of the writer's own CPU per task).
+void time_or_null(JsonText& row, std::string_view key, int64_t ms_value) {
+  if (ms_value > 0) row.str(key, rfc3339(ms_value));
+  else row.raw(key, "null");
+}
 // Results are JSON when they parse, else stored as a JSON string.
-json json_value_or_null(const std::string& text) {
-  if (text.empty()) return json();
-  auto v = json::parse(text, nullptr, false);
-  return v.is_discarded() ? json(text) : v;
+void json_value_or_null(JsonText& row, std::string_view key, const std::string& text) {
+  if (text.empty()) row.raw(key, "null");
+  else if (json::accept(text)) row.raw(key, text);
+  else row.str(key, text);
 }
 
-// The mutable columns of a task, as update_tasks and insert_tasks read them.
-json task_state_row(const TaskRecord& t, int64_t lease_until) {
-  return json{{"id", t.id},
-              {"status", t.status},
-              {"attempts", t.attempts},
-              {"assigned_agent", or_null(t.assigned_agent)},
-              {"node", t.node},
-              {"result", json_value_or_null(t.result_json)},
-              {"error_type", or_null(t.error_type)},
-              {"error_message", or_null(t.error_message)},
-              {"updated_at", rfc3339(t.updated_at)},
-              {"started_at", time_or_null(t.started_at)},
-              {"completed_at", time_or_null(t.completed_at)},
-              {"lease_expires_at", time_or_null(is_terminal(t.status) ? 0 : lease_until)}};
+// The mutable columns of a task, as update_tasks and insert_tasks read them, and its new events.
+JsonText& task_state_row(JsonText& row, const TaskRecord& t, int64_t lease_until, const std::string& events) {
+  row.str("id", t.id).str("status", t.status).num("attempts", t.attempts).str_or_null("assigned_agent", t.assigned_agent);
+  row.str("node", t.node);
+  json_value_or_null(row, "result", t.result_json);
+  row.str_or_null("error_type", t.error_type).str_or_null("error_message", t.error_message);
+  row.str("updated_at", rfc3339(t.updated_at));
+  time_or_null(row, "started_at", t.started_at);
+  time_or_null(row, "completed_at", t.completed_at);
+  time_or_null(row, "lease_expires_at", is_terminal(t.status) ? 0 : lease_until);
+  return row.str("events", events);
 }
 
-json task_row(const TaskRecord& t, int64_t lease_until) {
-  auto row = task_state_row(t, lease_until);
-  row["title"] = t.title;
-  row["description"] = t.description;
-  row["type"] = t.type;
-  row["priority"] = t.priority;
-  row["required_capabilities"] = json::parse(required_json(t.required_capabilities));
-  row["payload"] = t.payload_json.empty() ? json() : json_value_or_null(t.payload_json);
-  row["max_attempts"] = t.max_attempts;
-  row["timeout_ms"] = t.timeout_ms;
-  row["idempotency_key"] = or_null(t.idempotency_key);
-  row["created_at"] = rfc3339(t.created_at);
-  row["inferred"] = t.inferred_json.empty() ? json() : json_value_or_null(t.inferred_json);
-  return row;
+std::string task_row(const TaskRecord& t, int64_t lease_until, const std::string& events) {
+  JsonText row;
+  task_state_row(row, t, lease_until, events);
+  row.str("title", t.title).str("description", t.description).str("type", t.type).str("priority", t.priority);
+  row.raw("required_capabilities", required_json(t.required_capabilities));
+  json_value_or_null(row, "payload", t.payload_json);
+  row.num("max_attempts", t.max_attempts).num("timeout_ms", t.timeout_ms).str_or_null("idempotency_key", t.idempotency_key);
+  row.str("created_at", rfc3339(t.created_at));
+  json_value_or_null(row, "inferred", t.inferred_json);
+  return row.done();
+}
+
+std::string task_state_row(const TaskRecord& t, int64_t lease_until, const std::string& events) {
+  JsonText row;
+  return task_state_row(row, t, lease_until, events).done();
+}
+
+// Appends one row to a JSON array being written ("[" first, "]" by the caller).
+void add_row(std::string& rows, const std::string& row) {
+  if (rows.size() > 1) rows += ',';
+  rows += row;
 }
 
 std::string dump(const json& rows) { return rows.dump(-1, ' ', false, json::error_handler_t::replace); }
@@ -458,27 +467,29 @@ std::optional<StoreError> PgStore::write(const WriteBatch& batch) {
   // Each task's new events, appended by the first statement below that writes its row.
   std::unordered_map<std::string_view, std::string> trails;
   for (const auto& e : batch.events) append_event_line(trails[e.task_id], e);
-  auto with_trail = [&](json row, const std::string& id) {
-    if (auto it = trails.find(id); it != trails.end()) {
-      row["events"] = std::move(it->second);
-      trails.erase(it);
-    }
-    return row;
+  auto take_trail = [&](const std::string& id) {
+    auto it = trails.find(id);
+    if (it == trails.end()) return std::string();
+    auto text = std::move(it->second);
+    trails.erase(it);
+    return text;
   };
   if (!batch.tasks.empty()) {
     auto last = last_of(batch.tasks);
-    json rows = json::array();
+    std::string rows = "[";
     for (size_t i = 0; i < batch.tasks.size(); ++i)
-      if (last[batch.tasks[i].id] == i) rows.push_back(with_trail(task_row(batch.tasks[i], lease_until), batch.tasks[i].id));
-    if (!w.run("insert_tasks", Params().add(dump(rows))).ok()) return fail("tasks: " + w.error());
+      if (last[batch.tasks[i].id] == i) add_row(rows, task_row(batch.tasks[i], lease_until, take_trail(batch.tasks[i].id)));
+    rows += ']';
+    if (!w.run("insert_tasks", Params().add(rows)).ok()) return fail("tasks: " + w.error());
   }
   if (!batch.task_updates.empty()) {
     auto last = last_of(batch.task_updates);
-    json rows = json::array();
+    std::string rows = "[";
     for (size_t i = 0; i < batch.task_updates.size(); ++i)
       if (last[batch.task_updates[i].id] == i)
-        rows.push_back(with_trail(task_state_row(batch.task_updates[i], lease_until), batch.task_updates[i].id));
-    if (!w.run("update_tasks", Params().add(dump(rows))).ok()) return fail("task updates: " + w.error());
+        add_row(rows, task_state_row(batch.task_updates[i], lease_until, take_trail(batch.task_updates[i].id)));
+    rows += ']';
+    if (!w.run("update_tasks", Params().add(rows)).ok()) return fail("task updates: " + w.error());
   }
   int64_t written = int64_t(batch.tasks.size() + batch.task_updates.size() + trails.size() + batch.agents.size() + batch.audit.size());
   if (!trails.empty()) {
