@@ -10,6 +10,7 @@
 #include "runtime/cluster.hpp"
 #include "runtime/clock.hpp"
 #include "runtime/instrumented.hpp"
+#include "runtime/introspection.hpp"
 #include "runtime/metrics.hpp"
 #include "runtime/store/store_actor.hpp"
 
@@ -26,6 +27,7 @@
 #include <cmath>
 #include <set>
 #include <list>
+#include <mutex>
 #include <unordered_map>
 
 namespace hub::actors {
@@ -98,8 +100,24 @@ struct RouteStats {
 
 constexpr int kRouteFeatures = 16;
 
+// Queued tasks without an actor yet: the scheduler starts a task's actor when it places the
+// task (or when someone asks the task itself: wait, cancel). Until then the task is this
+// record and its entry in a priority queue. Shared with the introspection registry, which
+// lists them (as pending tasks) from other threads.
+struct QueuedRecords {
+  struct Entry {
+    uint64_t listing_id = 0;  // its id in /api/actors (introspection::Registry::kRecordIds and up)
+    int64_t since_ms = 0;
+    TaskRecord record;
+  };
+  mutable std::mutex mutex;
+  std::unordered_map<std::string, Entry> by_id;
+  uint64_t next_listing_id = runtime::introspection::Registry::kRecordIds;
+};
+
 struct SchedulerState {
   SchedulerOptions options;
+  std::shared_ptr<QueuedRecords> records = std::make_shared<QueuedRecords>();
   // Learned routing ([neural] mode = "advanced").
   std::unordered_map<std::string, RouteStats> agent_stats;  // by agent id
   std::unordered_map<std::string, RouteStats> pair_stats;   // by agent id + '\n' + task type
@@ -116,7 +134,7 @@ struct SchedulerState {
   caf::actor store;
   std::unordered_map<std::string, AgentEntry> agents;
   std::vector<caf::actor> retiring;  // deleted agents finishing their last tasks
-  std::unordered_map<std::string, caf::actor> live;         // task id -> task actor
+  std::unordered_map<std::string, caf::actor> live;         // task id -> task actor (null: a queued record)
   std::unordered_map<std::string, std::string> live_keys;   // idempotency key -> task id
   std::unordered_map<std::string, std::string> key_of;      // task id -> idempotency key
   std::array<std::list<QueuedTask>, 4> queues;               // by priority rank
@@ -255,6 +273,9 @@ void check_overdue(SchedulerActor* self) {
   }
 }
 
+caf::actor start_task(SchedulerActor* self, const std::string& id, caf::actor agent, std::string agent_id);
+void tell_no_match(SchedulerActor* self, const QueuedTask& t, bool unmatched);
+
 void dispatch(SchedulerActor* self) {
   auto& st = self->state;
   if (st.draining) return;
@@ -278,31 +299,42 @@ void dispatch(SchedulerActor* self) {
         it = queue.erase(it);
         continue;
       }
+      // A record is started on its agent below; without a record (started meanwhile) it is stale.
+      auto place = [&](const caf::actor& agent, const std::string& agent_id) {
+        if (it->task) {
+          self->send(it->task, assign_atom::value, agent, agent_id);
+          return true;
+        }
+        it->task = start_task(self, it->id, agent, agent_id);
+        return bool(it->task);
+      };
       bool only_avoided = false;
       auto* agent = best_agent(st, *it, only_avoided);
       if ((!agent || only_avoided) && !st.remote_agents.empty()) {
         if (auto* remote = best_remote_agent(st, *it)) {
-          remote->reserved += 1;
-          st.running += 1;
-          st.assigned_to[it->id] = remote->record.id;
-          watch(st, *it);
-          self->send(it->task, assign_atom::value, st.remote_nodes[remote->node].proxy, remote->record.id);
+          if (place(st.remote_nodes[remote->node].proxy, remote->record.id)) {
+            remote->reserved += 1;
+            st.running += 1;
+            st.assigned_to[it->id] = remote->record.id;
+            watch(st, *it);
+          }
           it = queue.erase(it);
           continue;
         }
       }
       if (agent) {
-        agent->reserved += 1;
-        local_free -= 1;
-        st.running += 1;
-        st.assigned_to[it->id] = agent->record.id;
-        watch(st, *it);
-        self->send(it->task, assign_atom::value, agent->handle, agent->record.id);
+        if (place(agent->handle, agent->record.id)) {
+          agent->reserved += 1;
+          local_free -= 1;
+          st.running += 1;
+          st.assigned_to[it->id] = agent->record.id;
+          watch(st, *it);
+        }
         it = queue.erase(it);
         continue;
       }
       if (!could_ever_run(st, *it)) {
-        self->send(it->task, no_match_atom::value, true);
+        tell_no_match(self, *it, true);
         st.parked.splice(st.parked.end(), queue, it++);
         continue;
       }
@@ -316,12 +348,12 @@ void dispatch(SchedulerActor* self) {
 void unpark(SchedulerActor* self) {
   auto& st = self->state;
   for (auto it = st.parked.begin(); it != st.parked.end();) {
-    if (!st.live.count(it->id)) {
+    if (auto live = st.live.find(it->id); live == st.live.end() || live->second != it->task) {
       it = st.parked.erase(it);
       continue;
     }
     if (could_ever_run(st, *it)) {
-      self->send(it->task, no_match_atom::value, false);
+      tell_no_match(self, *it, false);
       auto& queue = st.queues[size_t(std::clamp(it->priority_rank, 0, 3))];
       queue.splice(queue.end(), st.parked, it++);
       continue;
@@ -395,16 +427,84 @@ AgentRecord pool_agent(const SchedulerOptions& options, const std::string& type,
   return a;
 }
 
+// Starts the actor of a task held as a queued record, placed on `agent` when one is given (else
+// it queues itself). Null when no record is held for `id` (its queue entry is stale).
+caf::actor start_task(SchedulerActor* self, const std::string& id, caf::actor agent, std::string agent_id) {
+  auto& st = self->state;
+  TaskRecord record;
+  {
+    std::lock_guard<std::mutex> lock(st.records->mutex);
+    auto it = st.records->by_id.find(id);
+    if (it == st.records->by_id.end()) return {};
+    record = std::move(it->second.record);
+    st.records->by_id.erase(it);
+  }
+  auto actor = spawn_task(self->system(), std::move(record), caf::actor_cast<caf::actor>(self), st.store, std::move(agent),
+                          std::move(agent_id));
+  st.live[id] = actor;
+  return actor;
+}
+
+// The actor of a live task, started now when the task is still a queued record.
+caf::actor task_actor_of(SchedulerActor* self, const std::string& id) {
+  auto it = self->state.live.find(id);
+  if (it == self->state.live.end()) return {};
+  if (it->second) return it->second;
+  return start_task(self, id, {}, {});
+}
+
+// New pending tasks (already durable) join their queues as records.
 void spawn_tasks(SchedulerActor* self, std::vector<TaskRecord>& records) {
   auto& st = self->state;
+  auto now = runtime::now_ms();
   for (auto& r : records) {
     auto id = r.id;
     if (!r.idempotency_key.empty()) {
       st.live_keys[r.idempotency_key] = id;
       st.key_of[id] = r.idempotency_key;
     }
-    st.live[id] = spawn_task(self->system(), r, caf::actor_cast<caf::actor>(self), st.store);
+    auto rank = std::clamp(runtime::priority_rank(r.priority), 0, 3);
+    QueuedTask queued{caf::actor{}, id, rank, r.required_capabilities, "", r.type, std::max<int64_t>(1, r.timeout_ms)};
+    st.live[id] = caf::actor{};
+    {
+      std::lock_guard<std::mutex> lock(st.records->mutex);
+      auto& entry = st.records->by_id[id];
+      entry.listing_id = st.records->next_listing_id++;
+      entry.since_ms = now;
+      entry.record = std::move(r);
+    }
+    st.queues[size_t(rank)].push_back(std::move(queued));
   }
+  dispatch(self);
+}
+
+// Tells a queued task whether any agent could ever run it: its actor, or its record (noted
+// and saved, as the task actor does).
+void tell_no_match(SchedulerActor* self, const QueuedTask& t, bool unmatched) {
+  auto& st = self->state;
+  if (t.task) {
+    self->send(t.task, no_match_atom::value, unmatched);
+    return;
+  }
+  TaskRecord state;
+  {
+    std::lock_guard<std::mutex> lock(st.records->mutex);
+    auto it = st.records->by_id.find(t.id);
+    if (it == st.records->by_id.end()) return;
+    auto& r = it->second.record;
+    bool noted = r.error_type == "no_matching_agent";
+    if (unmatched == noted) return;
+    r.error_type = unmatched ? "no_matching_agent" : "";
+    r.error_message = unmatched ? kNoMatchingAgentMessage : "";
+    r.updated_at = runtime::now_ms();
+    state = runtime::task_state(r);
+  }
+  runtime::WriteBatch batch;
+  batch.task_updates.push_back(std::move(state));
+  self->request(st.store, caf::infinite, runtime::persist_atom::value, std::move(batch))
+      .then([](bool) {}, [id = t.id](caf::error& err) {
+        spdlog::warn("scheduler: noting that task {} waits for an agent failed: {}", id, caf::to_string(err));
+      });
 }
 
 // An attempt interrupted by a crash (of the node or of the task actor) counts as an attempt:
@@ -606,7 +706,7 @@ void interrupt_node(SchedulerActor* self, const std::string& node) {
   for (const auto& [task_id, agent_id] : st.assigned_to) {
     auto r = st.remote_agents.find(agent_id);
     if (r == st.remote_agents.end() || r->second.node != node) continue;
-    if (auto t = st.live.find(task_id); t != st.live.end()) self->send(t->second, agent_down_atom::value, agent_id);
+    if (auto t = st.live.find(task_id); t != st.live.end() && t->second) self->send(t->second, agent_down_atom::value, agent_id);
   }
 }
 
@@ -878,6 +978,26 @@ bool infer_capabilities(SchedulerActor* self, std::vector<TaskRecord>& records, 
 caf::behavior scheduler_actor(SchedulerActor* self, SchedulerOptions options, caf::actor store) {
   self->state.options = std::move(options);
   self->describe("scheduler", self->state.options.node, nullptr, true);
+  // Queued records list as pending tasks, children of the scheduler.
+  runtime::introspection::Registry::of(self->system())
+      .set_records({[records = self->state.records] {
+                      std::lock_guard<std::mutex> lock(records->mutex);
+                      return records->by_id.size();
+                    },
+                    [records = self->state.records, parent = self->id()](std::vector<runtime::introspection::ActorInfo>& out) {
+                      std::lock_guard<std::mutex> lock(records->mutex);
+                      out.reserve(out.size() + records->by_id.size());
+                      for (const auto& [id, e] : records->by_id) {
+                        runtime::introspection::ActorInfo a;
+                        a.id = e.listing_id;
+                        a.kind = "task";
+                        a.name = id;
+                        a.state = "pending";
+                        a.parent = parent;
+                        a.started_ms = e.since_ms;
+                        out.push_back(std::move(a));
+                      }
+                    }});
   if (self->state.options.learned_routing) self->send(self, routing_tick_atom::value);
   self->state.store = std::move(store);
   self->send(self, tick_atom::value);
@@ -886,7 +1006,9 @@ caf::behavior scheduler_actor(SchedulerActor* self, SchedulerOptions options, ca
     auto& st = self->state;
     for (auto& [id, a] : st.agents) self->send_exit(a.handle, msg.reason);
     for (auto& a : st.retiring) self->send_exit(a, msg.reason);
-    for (auto& [id, t] : st.live) self->send_exit(t, msg.reason);
+    for (auto& [id, t] : st.live)
+      if (t) self->send_exit(t, msg.reason);
+    runtime::introspection::Registry::of(self->system()).set_records({});
     for (auto& [name, n] : st.remote_nodes)
       if (n.proxy) self->send_exit(n.proxy, msg.reason);  // they would wait for their peer to stop
     for (auto& [task_id, run] : st.remote_runs) {
@@ -973,14 +1095,14 @@ caf::behavior scheduler_actor(SchedulerActor* self, SchedulerOptions options, ca
         return rp;
       },
       [=](cancel_atom, const std::string& id) -> caf::result<caf::message> {
-        auto it = self->state.live.find(id);
-        if (it == self->state.live.end()) return refusal("conflict", "task " + id + " is already finished");
-        return self->delegate(it->second, cancel_atom::value);
+        auto task = task_actor_of(self, id);
+        if (!task) return refusal("conflict", "task " + id + " is already finished");
+        return self->delegate(task, cancel_atom::value);
       },
       [=](wait_atom, const std::string& id) -> caf::result<caf::message> {
-        auto it = self->state.live.find(id);
-        if (it == self->state.live.end()) return caf::make_message(true);
-        return self->delegate(it->second, wait_atom::value);
+        auto task = task_actor_of(self, id);
+        if (!task) return caf::make_message(true);
+        return self->delegate(task, wait_atom::value);
       },
       [=](ready_atom, QueuedTask& t) {
         auto& st = self->state;
@@ -1161,7 +1283,7 @@ caf::behavior scheduler_actor(SchedulerActor* self, SchedulerOptions options, ca
         auto interrupt = [&](const std::string& agent_id) {
           for (const auto& [task_id, on] : st.assigned_to)
             if (on == agent_id)
-              if (auto t = st.live.find(task_id); t != st.live.end()) self->send(t->second, agent_down_atom::value, agent_id);
+              if (auto t = st.live.find(task_id); t != st.live.end() && t->second) self->send(t->second, agent_down_atom::value, agent_id);
           for (auto run = st.remote_runs.begin(); run != st.remote_runs.end();) {
             if (run->second.agent_id != agent_id) {
               ++run;

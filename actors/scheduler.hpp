@@ -2,7 +2,8 @@
 // best agent (DESIGN.md §3: every required capability at its minimum proficiency, not
 // failed or paused, a free slot; scored by fitness and load), per-priority FIFO queues
 // (critical > high > medium > low), a node-wide limit of running tasks, and a bound on
-// live tasks (backpressure). Spawns and tracks task and agent actors (the agent supervisor
+// live tasks (backpressure). A queued task is a compact record in its queue; its actor starts
+// when the task is placed (or asked to wait or cancel). Spawns and tracks task and agent actors (the agent supervisor
 // watches the agents; the scheduler itself restarts crashed task actors). Routes around
 // agents whose circuit breaker (or whose endpoint's) is open.
 // Protocol: actors/task_protocol.hpp.

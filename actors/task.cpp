@@ -259,7 +259,24 @@ void start_attempt(TaskActor* self, runtime::WriteBatch batch) {
           });
 }
 
-caf::behavior task_actor(TaskActor* self, TaskRecord record, caf::actor scheduler, caf::actor store) {
+// The scheduler placed the task on `agent`: the attempt starts.
+void assign(TaskActor* self, caf::actor agent, const std::string& agent_id) {
+  auto& st = self->state;
+  if (st.cancelling || st.record.status != "pending") {
+    self->send(st.scheduler, released_atom::value, st.record.id);
+    return;
+  }
+  st.agent = std::move(agent);
+  st.record.assigned_agent = agent_id;
+  if (st.record.error_type == "no_matching_agent") st.record.error_type.clear(), st.record.error_message.clear();
+  st.record.attempts += 1;
+  runtime::WriteBatch batch;
+  record_transition(self, "assigned", "agent " + agent_id, batch);
+  start_attempt(self, std::move(batch));
+}
+
+caf::behavior task_actor(TaskActor* self, TaskRecord record, caf::actor scheduler, caf::actor store, caf::actor agent,
+                         std::string agent_id) {
   auto& st = self->state;
   st.record = std::move(record);
   st.scheduler = std::move(scheduler);
@@ -271,7 +288,9 @@ caf::behavior task_actor(TaskActor* self, TaskRecord record, caf::actor schedule
   });
   self->describe("task", st.record.id, st.scheduler, true);
   self->set_state(st.record.status);
-  self->send(st.scheduler, ready_atom::value, as_queued(self));
+  // Started by its placement (the scheduler queued it as a record), or queued by itself.
+  if (agent) assign(self, std::move(agent), agent_id);
+  else self->send(st.scheduler, ready_atom::value, as_queued(self));
   return {
       [=](runtime::introspection::introspect_atom) {
         auto& st = self->state;
@@ -292,20 +311,7 @@ caf::behavior task_actor(TaskActor* self, TaskRecord record, caf::actor schedule
                     {"last_error", r.error_type.empty() ? json() : json{{"type", r.error_type}, {"message", r.error_message}}}}
             .dump();
       },
-      [=](assign_atom, caf::actor agent, const std::string& agent_id) {
-        auto& st = self->state;
-        if (st.cancelling || st.record.status != "pending") {
-          self->send(st.scheduler, released_atom::value, st.record.id);
-          return;
-        }
-        st.agent = std::move(agent);
-        st.record.assigned_agent = agent_id;
-        if (st.record.error_type == "no_matching_agent") st.record.error_type.clear(), st.record.error_message.clear();
-        st.record.attempts += 1;
-        runtime::WriteBatch batch;
-        record_transition(self, "assigned", "agent " + agent_id, batch);
-        start_attempt(self, std::move(batch));
-      },
+      [=](assign_atom, caf::actor agent, const std::string& agent_id) { assign(self, std::move(agent), agent_id); },
       [=](no_match_atom, bool unmatched) {
         auto& r = self->state.record;
         if (unmatched) {
@@ -375,8 +381,10 @@ caf::behavior task_actor(TaskActor* self, TaskRecord record, caf::actor schedule
 
 }  // namespace
 
-caf::actor spawn_task(caf::actor_system& system, TaskRecord record, caf::actor scheduler, caf::actor store) {
-  return system.spawn(task_actor, std::move(record), std::move(scheduler), std::move(store));
+caf::actor spawn_task(caf::actor_system& system, TaskRecord record, caf::actor scheduler, caf::actor store,
+                      caf::actor agent, std::string agent_id) {
+  return system.spawn(task_actor, std::move(record), std::move(scheduler), std::move(store), std::move(agent),
+                      std::move(agent_id));
 }
 
 }  // namespace hub::actors

@@ -200,6 +200,8 @@ std::vector<ActorInfo> Registry::list(const ActorQuery& query, size_t* total) co
     if (!query.kind.empty() && info.kind != query.kind) continue;
     out.push_back(std::move(info));
   }
+  if (query.kind.empty() || query.kind == "task")
+    for (auto& r : records()) out.push_back(std::move(r));
   if (total) *total = out.size();
   auto key = [&](const ActorInfo& a) -> uint64_t {
     if (query.sort == "mailbox") return a.mailbox;
@@ -227,7 +229,20 @@ size_t Registry::size() const {
     std::lock_guard<std::mutex> lock(shard.mutex);
     n += shard.probes.size();
   }
-  return n;
+  std::lock_guard<std::mutex> lock(records_mutex_);
+  return n + (records_.count ? records_.count() : 0);
+}
+
+void Registry::set_records(Records records) {
+  std::lock_guard<std::mutex> lock(records_mutex_);
+  records_ = std::move(records);
+}
+
+std::vector<ActorInfo> Registry::records() const {
+  std::vector<ActorInfo> out;
+  std::lock_guard<std::mutex> lock(records_mutex_);
+  if (records_.list) records_.list(out);
+  return out;
 }
 
 std::vector<std::pair<std::string, size_t>> Registry::count_by_kind() const {
@@ -235,6 +250,10 @@ std::vector<std::pair<std::string, size_t>> Registry::count_by_kind() const {
   for (const auto& shard : shards_) {
     std::lock_guard<std::mutex> lock(shard.mutex);
     for (const auto& [id, p] : shard.probes) ++counts[p->info().kind];
+  }
+  {
+    std::lock_guard<std::mutex> lock(records_mutex_);
+    if (size_t n = records_.count ? records_.count() : 0) counts["task"] += n;
   }
   return {counts.begin(), counts.end()};
 }

@@ -11,6 +11,7 @@
 #include <caf/fwd.hpp>
 
 #include <atomic>
+#include <functional>
 #include <cstdint>
 #include <memory>
 #include <mutex>
@@ -141,7 +142,20 @@ class Registry {
   std::string label_of(uint64_t id) const;
   caf::actor_system* system() const { return system_; }
 
+  // Entries that are not actors yet: the scheduler keeps a queued task as a record until it is
+  // placed (then its actor starts). They list as kind "task", state "pending", with ids from
+  // kRecordIds up (never an actor's), and have no detail, trace or kill of their own.
+  static constexpr uint64_t kRecordIds = uint64_t(1) << 62;
+  struct Records {
+    std::function<size_t()> count;
+    std::function<void(std::vector<ActorInfo>&)> list;
+  };
+  void set_records(Records records);
+
  private:
+  std::vector<ActorInfo> records() const;
+  mutable std::mutex records_mutex_;
+  Records records_;
   caf::actor_system* system_ = nullptr;
   static constexpr size_t kShards = 16;
   struct Shard {

@@ -47,6 +47,15 @@ task_actor=$(curl -s "$u/api/actors?kind=task" | jq -r --arg id "$tid" '.data.ac
 check "a running task is an actor; its detail shows its state machine position" \
   bash -c "curl -s '$u/api/actors/$node/$task_actor' | jq -e '.data.state == \"running\" and .data.summary.status == \"running\" and .data.summary.attempts == 1'"
 
+queued=$(curl -s -XPOST -H 'Content-Type: application/json' \
+  -d '{"description":"waits","required_capabilities":[{"name":"nobody-has-this"}]}' "$u/api/tasks" | jq -r .data.id)
+curl -s "$u/api/actors?kind=task&limit=1000" >"$t/tasks.json"
+check "a queued task (kept as a record until placed) lists as a pending task, under the scheduler" \
+  jq -e --arg id "$queued" '[.data.actors[] | select(.name == $id)][0] | .kind == "task" and .state == "pending" and .parent != null' "$t/tasks.json"
+check "and is counted in by_kind" jq -e --arg n "$node" '.data.by_kind[$n].task >= 1' "$t/tasks.json"
+check "cancelling it starts its actor, which cancels it" \
+  bash -c "curl -s -XPOST '$u/api/tasks/$queued/cancel' | jq -e '.data.status == \"cancelled\"'"
+
 echo "introspection: kill"
 code=$(curl -s -o "$t/kill.json" -w '%{http_code}' -XPOST "$u/api/actors/$node/$aid/kill")
 check "kill answers 202 and names the supervisor" bash -c "[ $code = 202 ] && jq -e '.data.parent.name == \"agents\"' '$t/kill.json'"
@@ -73,8 +82,9 @@ for _ in $(seq 1 5); do submit >/dev/null; done
 wait $!
 check "the trace streams the scheduler's messages (submit among them) and ends" \
   bash -c "grep -c '\"type\":\"submit\"' '$t/trace.txt' | awk '\$1 >= 5 {ok=1} END {exit !ok}' && grep -q '^event: end' '$t/trace.txt'"
+# A task says "released" as its attempt ends, and lives on until its end is durable (a commit).
 check "trace events carry sender, size and handling time" \
-  bash -c "grep '^data: ' '$t/trace.txt' | sed 's/^data: //' | jq -se '[.[] | select(.type == \"ready\")][0] | (.sender | test(\"task\")) and .size > 0 and (.handling_us | type) == \"number\"'"
+  bash -c "grep '^data: ' '$t/trace.txt' | sed 's/^data: //' | jq -se '[.[] | select(.type == \"released\")] | any((.sender | test(\"task\")) and .size > 0 and (.handling_us | type) == \"number\")'"
 check "tracing is off again once the stream ends" bash -c "curl -s '$u/api/actors/$node/$sched' | jq -e '.data.traced == false'"
 short=$(submit sleep '{"ms":800}'); sleep 0.2
 short_actor=$(curl -s "$u/api/actors?kind=task" | jq -r --arg id "$short" '.data.actors[] | select(.name == $id) | .id')
