@@ -465,20 +465,12 @@ std::optional<StoreError> PgStore::write(const WriteBatch& batch) {
     return last;
   };
   // Each task's new events, appended by the first statement below that writes its row.
-  std::unordered_map<std::string_view, std::string> trails;
-  for (const auto& e : batch.events) append_event_line(trails[e.task_id], e);
-  auto take_trail = [&](const std::string& id) {
-    auto it = trails.find(id);
-    if (it == trails.end()) return std::string();
-    auto text = std::move(it->second);
-    trails.erase(it);
-    return text;
-  };
+  EventTrails trails(batch.events);
   if (!batch.tasks.empty()) {
     auto last = last_of(batch.tasks);
     std::string rows = "[";
     for (size_t i = 0; i < batch.tasks.size(); ++i)
-      if (last[batch.tasks[i].id] == i) add_row(rows, task_row(batch.tasks[i], lease_until, take_trail(batch.tasks[i].id)));
+      if (last[batch.tasks[i].id] == i) add_row(rows, task_row(batch.tasks[i], lease_until, trails.take(batch.tasks[i].id)));
     rows += ']';
     if (!w.run("insert_tasks", Params().add(rows)).ok()) return fail("tasks: " + w.error());
   }
@@ -487,14 +479,14 @@ std::optional<StoreError> PgStore::write(const WriteBatch& batch) {
     std::string rows = "[";
     for (size_t i = 0; i < batch.task_updates.size(); ++i)
       if (last[batch.task_updates[i].id] == i)
-        add_row(rows, task_state_row(batch.task_updates[i], lease_until, take_trail(batch.task_updates[i].id)));
+        add_row(rows, task_state_row(batch.task_updates[i], lease_until, trails.take(batch.task_updates[i].id)));
     rows += ']';
     if (!w.run("update_tasks", Params().add(rows)).ok()) return fail("task updates: " + w.error());
   }
-  int64_t written = int64_t(batch.tasks.size() + batch.task_updates.size() + trails.size() + batch.agents.size() + batch.audit.size());
-  if (!trails.empty()) {
+  int64_t written = int64_t(batch.tasks.size() + batch.task_updates.size() + trails.left().size() + batch.agents.size() + batch.audit.size());
+  if (!trails.left().empty()) {
     json rows = json::array();
-    for (auto& [id, trail] : trails) rows.push_back({{"id", id}, {"events", std::move(trail)}});
+    for (auto& [id, trail] : trails.left()) rows.push_back({{"id", id}, {"events", std::move(trail)}});
     if (!w.run("append_events", Params().add(dump(rows)).add(node_)).ok()) return fail("task events: " + w.error());
   }
   for (const auto& a : batch.agents) {

@@ -426,15 +426,7 @@ std::optional<StoreError> SqliteStore::write(const WriteBatch& batch) {
     return rc == SQLITE_DONE;
   };
   // Each task's new events, to be appended by the first write of its row below.
-  std::unordered_map<std::string_view, std::string> trails;
-  for (const auto& e : batch.events) append_event_line(trails[e.task_id], e);
-  auto take_trail = [&](const std::string& id) {
-    auto it = trails.find(id);
-    if (it == trails.end()) return std::string();
-    auto text = std::move(it->second);
-    trails.erase(it);
-    return text;
-  };
+  EventTrails trails(batch.events);
   for (const auto& t : batch.tasks) {
     auto& s = *impl_->upsert_task;
     s.text(1, t.id);
@@ -460,7 +452,7 @@ std::optional<StoreError> SqliteStore::write(const WriteBatch& batch) {
     s.time_or_null(21, t.completed_at);
     s.time_or_null(22, is_terminal(t.status) ? 0 : lease_until);
     s.text(23, t.inferred_json);
-    s.text(24, take_trail(t.id));
+    s.text(24, trails.take(t.id));
     if (!step(s)) return fail(std::string("task ") + t.id + ": " + sqlite3_errmsg(db));
   }
   // Several transitions of one task in one commit: only its last state needs writing.
@@ -482,11 +474,11 @@ std::optional<StoreError> SqliteStore::write(const WriteBatch& batch) {
     s.time_or_null(10, t.started_at);
     s.time_or_null(11, t.completed_at);
     s.time_or_null(12, is_terminal(t.status) ? 0 : lease_until);
-    s.text(13, take_trail(t.id));
+    s.text(13, trails.take(t.id));
     if (!step(s)) return fail(std::string("task ") + t.id + ": " + sqlite3_errmsg(db));
   }
-  int64_t rows = int64_t(batch.tasks.size() + last_update.size() + trails.size() + batch.agents.size() + batch.audit.size());
-  for (auto& [id, trail] : trails) {
+  int64_t rows = int64_t(batch.tasks.size() + last_update.size() + trails.left().size() + batch.agents.size() + batch.audit.size());
+  for (auto& [id, trail] : trails.left()) {
     auto& s = *impl_->append_events;
     s.text(1, std::string(id));
     s.text(2, trail);

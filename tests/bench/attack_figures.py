@@ -20,19 +20,10 @@ import threading
 import time
 import urllib.request
 
+from peer.hub import free_port
+
 SECRET = "bench-attack-secret-0123456789-0123456789"
 PASSWORD = "a-long-password-123"
-
-
-def free_port():
-    while True:
-        port = random.randint(20000, 31999)
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port))
-                return port
-            except OSError:
-                continue
 
 
 def request(port, method, path, body=None, headers=None, timeout=30):

@@ -8,13 +8,13 @@ import sys
 
 import redis
 
-from hub import free_port, wait_for
+from hub import Stoppable, free_port, stop_process, wait_for
 
 PEER_DIR = os.path.dirname(os.path.abspath(__file__))
 QUEUE = "celery"  # Celery's default queue: a Redis list of that name
 
 
-class RedisServer:
+class RedisServer(Stoppable):
     def __init__(self, workdir, append_only):
         self.dir = os.path.join(workdir, "redis-aof" if append_only else "redis-default")
         os.makedirs(self.dir, exist_ok=True)
@@ -49,22 +49,10 @@ class RedisServer:
 
     def stop(self):
         self.client.close()
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.stop()
+        stop_process(self.process, 60)
 
 
-class CeleryWorker:
+class CeleryWorker(Stoppable):
     """`celery -A noop_app worker -c 2 --pool prefork`, ready once it answers a ping."""
 
     def __init__(self, app, redis_url, log_dir):
@@ -87,10 +75,5 @@ class CeleryWorker:
         return app.control.ping(timeout=0.5)
 
     def stop(self):
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)  # warm shutdown: the pool's children go with it
-            try:
-                self.process.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait()
+        # SIGTERM is Celery's warm shutdown: the pool's children go with it.
+        stop_process(self.process, 60, kill=lambda: os.killpg(self.process.pid, signal.SIGKILL))

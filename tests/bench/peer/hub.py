@@ -6,7 +6,6 @@ import http.client
 import json
 import os
 import random
-import signal
 import socket
 import subprocess
 import time
@@ -47,7 +46,29 @@ def rss_bytes(pid):
     raise RuntimeError(f"no VmRSS for pid {pid}")
 
 
-class HubNode:
+def stop_process(process, timeout, kill=None):
+    """SIGTERM, then (after `timeout` seconds) `kill()` or SIGKILL; waits for the exit."""
+    if process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        (kill or process.kill)()
+        process.wait()
+
+
+class Stoppable:
+    """Stops what it started when a `with` block ends, however it ends."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
+
+
+class HubNode(Stoppable):
     """A node in its own data directory (WORKDIR/data) on a free port, with the limits that would
     otherwise throttle a benchmark lifted; SQLite with the given `sqlite_synchronous`."""
 
@@ -83,19 +104,7 @@ class HubNode:
         return rss_bytes(self.process.pid)
 
     def stop(self):
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.stop()
+        stop_process(self.process, 30)
 
 
 class HubClient:
